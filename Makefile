@@ -1,0 +1,38 @@
+# make reproduce   set up if needed, then execute every notebook (quick profile, ~20 min on 2 cores)
+# make test        set up if needed, then run the test suite (< 10 min on 2 cores)
+# make setup       create .venv and install cutlib with its dependencies
+# make lab         open JupyterLab on the notebooks
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= quick
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.cutlib-installed
+
+.PHONY: setup test reproduce lab lint strip clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+reproduce: $(STAMP)
+	$(BIN)/cutlib reproduce --profile $(PROFILE)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/nbstripout --verify notebooks/*.ipynb
+
+strip: $(STAMP)
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+clean-runs:
+	rm -rf results/runs results/executed data/cache

@@ -1,0 +1,119 @@
+"""The ``cutlib`` command (DESIGN §6).
+
+``cutlib run`` runs one experiment; ``cutlib reproduce`` executes the notebooks. Bad input (unknown
+dataset, task, method, profile, notebook or notebook parameter; a sparsity outside [0, 1)) prints
+one line naming the valid choices and exits with status 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
+
+from cutlib.profiles import DEFAULT_PROFILE, PROFILE_NAMES
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _bad_input(prog: str, err: Exception) -> int:
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), yaml.safe_load(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cutlib`` command."""
+    parser = _Parser(prog="cutlib", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run one experiment (cached by configuration)")
+    run.add_argument("--dataset", required=True, help="dataset, e.g. synth-nyuv2")
+    run.add_argument("--method", default="dense", help="method (default: dense)")
+    run.add_argument("--tasks", type=_split_list, help="comma-separated tasks (default: all)")
+    run.add_argument("--sparsity", type=float, help="fraction of zero weights in [0, 1)")
+    run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}")
+    run.add_argument("--seed", type=int, default=0, help="seed for data, init and order")
+    run.add_argument("--out", type=Path, help="also copy the run's files to this folder")
+    run.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    rep = commands.add_parser("reproduce", help="execute the notebooks in order with papermill")
+    rep.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}")
+    rep.add_argument("--only", type=_split_list, help="notebook numbers, e.g. 03,04")
+    rep.add_argument("--out", type=Path, help="results folder (default: results/)")
+    rep.add_argument(
+        "-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
+        help="a notebook parameter (YAML value), repeatable",
+    )
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cutlib.experiments import RunConfig, run
+
+    config = RunConfig(
+        args.dataset, args.method, tuple(args.tasks) if args.tasks is not None else None,
+        args.sparsity, args.profile, args.seed,
+    )
+    try:
+        config = config.validated()
+    except ValueError as err:
+        return _bad_input("cutlib run", err)
+    record = run(config, out=args.out, device=args.device, progress=not args.quiet)
+    print(f"metrics: {record.directory / 'metrics.json'}")
+    for task, values in record.metrics["metrics"].items():
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+        print(f"  {task}: {shown}")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from cutlib.profiles import check_profile_name
+    from cutlib.reproduce import NotebookError, check_parameters, list_notebooks, reproduce
+
+    params = dict(args.param)
+    try:
+        check_profile_name(args.profile)
+        check_parameters(list_notebooks(args.only), params)
+    except ValueError as err:
+        return _bad_input("cutlib reproduce", err)
+    try:
+        times = reproduce(args.profile, only=args.only, out=args.out, parameters=params)
+    except NotebookError as err:
+        print(f"cutlib reproduce: {err}", file=sys.stderr)
+        return 1
+    print(f"all {len(times)} notebooks ran in {sum(times.values()):.0f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cutlib`` console script."""
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "reproduce": _cmd_reproduce}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,274 @@
+"""Experiments: run configurations, run ids, and the run store (DESIGN §6).
+
+One run = one (dataset, method, tasks, sparsity, profile, seed). It is identified by a hash of its
+*full* configuration (including the resolved profile and the code's data version), stored under
+``results/runs/<id>/`` and reused when asked for again. ``metrics.json`` is written last and
+atomically, so its presence means the run finished; an interrupted run is simply redone.
+
+Every method starts from the dense pre-trained multi-task model, which is itself a cached run: the
+``dense`` method on all tasks of the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+import cutlib
+from cutlib.checkpoint import load_model, save_model
+from cutlib.data import dataset_info, dataset_tasks, load_dataset
+from cutlib.data.arrays import ArrayDataset
+from cutlib.data.synthetic import SYNTHETIC_VERSION
+from cutlib.io import read_json, results_dir, write_json
+from cutlib.metrics import conventions_from_name, delta_mtl, evaluate
+from cutlib.models import SceneNet
+from cutlib.profiles import DEFAULT_PROFILE, check_profile_name, load_profile
+from cutlib.pruning.masks import parameter_counts, sparsity_report
+from cutlib.tasks import TaskSpec, select_tasks
+from cutlib.train import TrainConfig, resolve_device, train
+from cutlib.trivial import ConstantPredictor, fit_constants
+
+DENSE = "dense"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What one run is. ``tasks=None`` means all tasks of the dataset; ``sparsity=None`` the
+    method's default (0 for ``dense``, 0.9 for pruning methods)."""
+
+    dataset: str
+    method: str = DENSE
+    tasks: tuple[str, ...] | None = None
+    sparsity: float | None = None
+    profile: str = DEFAULT_PROFILE
+    seed: int = 0
+
+    def validated(self) -> RunConfig:
+        """Check every field and return a normalised copy (tasks in dataset order, sparsity set).
+
+        Raises:
+            ValueError: with one line naming the valid choices, for an unknown dataset, method,
+                task or profile, or a sparsity outside [0, 1).
+        """
+        info = dataset_info(self.dataset)
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
+        tasks = tuple(t.name for t in select_tasks(info.tasks, self.tasks))
+        check_profile_name(self.profile)
+        sparsity = self.sparsity
+        if sparsity is None:
+            sparsity = 0.0 if self.method == DENSE else 0.9
+        if not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"sparsity must be a fraction in [0, 1), got {sparsity}")
+        if self.method == DENSE and sparsity != 0.0:
+            raise ValueError("the dense method prunes nothing: leave --sparsity out or set it to 0")
+        return replace(self, tasks=tasks, sparsity=float(sparsity), seed=int(self.seed))
+
+    @property
+    def is_pretraining(self) -> bool:
+        """True for the dense run on all tasks: the pre-trained model every method starts from."""
+        return self.method == DENSE and self.tasks == dataset_info(self.dataset).task_names
+
+
+def full_config(config: RunConfig) -> dict[str, Any]:
+    """Everything that determines a run's result; its hash is the run id."""
+    return {
+        "run": asdict(config),
+        "profile": load_profile(config.profile, config.dataset),
+        "versions": {"cutlib": cutlib.__version__, "synthetic_data": SYNTHETIC_VERSION},
+    }
+
+
+def run_id(config: RunConfig) -> str:
+    """Readable, unique id: ``<dataset>-<method>-<tasks>-s<sparsity>-<profile>-seed<seed>-<hash>``."""
+    canonical = json.dumps(full_config(config), sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    tasks = "+".join(config.tasks or ("all",))
+    return (
+        f"{config.dataset}-{config.method}-{tasks}-s{config.sparsity:g}-{config.profile}"
+        f"-seed{config.seed}-{digest}"
+    )
+
+
+@dataclass
+class RunContext:
+    """What a method needs: the validated config, profile, tasks, device and the pre-trained run."""
+
+    config: RunConfig
+    profile: dict[str, Any]
+    all_tasks: tuple[TaskSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    device: torch.device
+    progress: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def dataset(self, split: str, augment: bool | None = None) -> ArrayDataset:
+        """Load a split of this run's dataset (timed under ``data``)."""
+        start = time.perf_counter()
+        data = load_dataset(
+            self.config.dataset, split, self.profile, self.config.seed, augment=augment
+        )
+        self.timings["data"] = self.timings.get("data", 0.0) + time.perf_counter() - start
+        return data
+
+    def train_config(self, section: str) -> TrainConfig:
+        """The schedule of a profile section (``pretrain``, ``finetune``)."""
+        return TrainConfig.from_profile(self.profile[section])
+
+
+@dataclass
+class MethodResult:
+    """A method's deployed model (selected heads only) and its training history, if any."""
+
+    model: SceneNet
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _pretrain(ctx: RunContext) -> MethodResult:
+    """Train the dense multi-task model from scratch on all tasks (PAPER_NOTES §1.12)."""
+    model_cfg = ctx.profile["model"]
+    torch.manual_seed(ctx.config.seed)
+    model = SceneNet(ctx.all_tasks, **model_cfg)
+    schedule = ctx.train_config("pretrain")
+    train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
+    if ctx.progress:
+        print(
+            f"pre-training the dense {ctx.config.dataset} model ({ctx.config.profile} profile, "
+            f"{schedule.iterations} iterations on {ctx.device})"
+        )
+    result = train(
+        model, ctx.all_tasks, train_set, val_set, schedule,
+        seed=ctx.config.seed, device=ctx.device,
+        eval_batch_size=ctx.profile["eval"]["batch_size"], progress=ctx.progress,
+        description="pre-train",
+    )
+    ctx.timings["pretrain"] = result.seconds
+    return MethodResult(model, result.history)
+
+
+def _dense(ctx: RunContext) -> MethodResult:
+    """The pre-trained model with only the selected heads (the unselected ones removed)."""
+    model = load_model(pretrained_run(ctx.config, ctx.device, ctx.progress) / "model.pt")
+    return MethodResult(model.keep_tasks([t.name for t in ctx.tasks]))
+
+
+#: Method name → implementation. Pruning methods join here as their issues land (DESIGN §5).
+METHODS: dict[str, Callable[[RunContext], MethodResult]] = {DENSE: _dense}
+
+
+def pretrained_run(config: RunConfig, device: str | torch.device = "auto", progress: bool = True) -> Path:
+    """The run folder of the dense pre-trained model for ``config``'s dataset, profile and seed,
+    training it first if it is not in the run store."""
+    info = dataset_info(config.dataset)
+    dense = RunConfig(config.dataset, DENSE, info.task_names, 0.0, config.profile, config.seed)
+    return run(dense, device=device, progress=progress).directory
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run: its folder and the content of its ``metrics.json``."""
+
+    directory: Path
+    metrics: dict[str, Any]
+
+
+def _test_metrics(ctx: RunContext, model: torch.nn.Module, tasks: tuple[TaskSpec, ...]) -> dict:
+    loader = DataLoader(ctx.dataset("test"), batch_size=ctx.profile["eval"]["batch_size"])
+    conventions = conventions_from_name(ctx.profile["eval"].get("conventions", "standard"))
+    return evaluate(model, loader, tasks, conventions=conventions, device=ctx.device)
+
+
+def _trivial_metrics(ctx: RunContext) -> dict:
+    """Metrics of the best constant predictor fitted on the training split (no augmentation)."""
+    loader = DataLoader(ctx.dataset("train", augment=False), batch_size=256)
+    constants = fit_constants(ctx.all_tasks, loader)
+    return _test_metrics(ctx, ConstantPredictor(ctx.all_tasks, constants), ctx.all_tasks)
+
+
+def _restrict(metrics: dict[str, dict[str, float]], tasks: tuple[str, ...]) -> dict:
+    return {t: metrics[t] for t in tasks}
+
+
+def run(
+    config: RunConfig,
+    *,
+    out: Path | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> RunRecord:
+    """Run one experiment, or reuse it from the run store, and return its record.
+
+    Writes ``metrics.json``, ``model.pt``, ``history.json`` and ``config.json`` to
+    ``results/runs/<id>/`` (and copies them to ``out`` when given).
+
+    Example:
+        >>> # record = run(RunConfig("synth-nyuv2", "dense", profile="smoke"))
+        >>> # record.metrics["metrics"]["seg"]["mIoU"]
+    """
+    config = config.validated()
+    directory = results_dir() / "runs" / run_id(config)
+    if not (directory / "metrics.json").is_file():
+        _execute(config, directory, resolve_device(device), progress)
+    elif progress:
+        print(f"reusing finished run {directory.name}")
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.json", "model.pt", "history.json", "config.json"):
+            if (directory / name).is_file():
+                shutil.copy2(directory / name, out / name)
+    return RunRecord(directory, read_json(directory / "metrics.json"))
+
+
+def _execute(config: RunConfig, directory: Path, device: torch.device, progress: bool) -> None:
+    start = time.perf_counter()
+    profile = load_profile(config.profile, config.dataset)
+    all_tasks = dataset_tasks(config.dataset, profile)
+    ctx = RunContext(
+        config, profile, all_tasks, select_tasks(all_tasks, config.tasks), device, progress
+    )
+    task_names = config.tasks or ()
+    result = _pretrain(ctx) if config.is_pretraining else METHODS[config.method](ctx)
+
+    eval_start = time.perf_counter()
+    metrics = _test_metrics(ctx, result.model, ctx.tasks)
+    if config.is_pretraining:
+        dense_metrics, trivial = metrics, _trivial_metrics(ctx)
+        dense_total = parameter_counts(result.model)["total"]
+    else:
+        dense_record = read_json(pretrained_run(config, device, progress) / "metrics.json")
+        dense_metrics = _restrict(dense_record["metrics"], task_names)
+        trivial = _restrict(dense_record["reference"]["trivial"], task_names)
+        dense_total = dense_record["params"]["dense_total"]
+    ctx.timings["evaluate"] = time.perf_counter() - eval_start
+    ctx.timings["total"] = time.perf_counter() - start
+
+    directions = {t.name: t.metric_directions for t in ctx.tasks}
+    record = {
+        "dataset": config.dataset,
+        "method": config.method,
+        "tasks": list(task_names),
+        "profile": config.profile,
+        "seed": config.seed,
+        "sparsity": {"target": config.sparsity, **sparsity_report(result.model)},
+        "params": {"dense_total": dense_total, **parameter_counts(result.model)},
+        "metrics": metrics,
+        "reference": {"dense": dense_metrics, "trivial": trivial},
+        "delta_mtl": delta_mtl(metrics, dense_metrics, directions),
+        "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
+    }
+    write_json(directory / "config.json", full_config(config))
+    write_json(directory / "history.json", result.history)
+    save_model(result.model, directory / "model.pt")
+    write_json(directory / "metrics.json", record)  # last: its presence marks a finished run
+    if progress:
+        print(f"finished run {directory.name} in {ctx.timings['total']:.1f} s")

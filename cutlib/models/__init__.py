@@ -1,0 +1,5 @@
+"""Network architectures."""
+
+from cutlib.models.scenenet import SceneNet
+
+__all__ = ["SceneNet"]

@@ -1,0 +1,43 @@
+"""Bad input to the CLI: one line naming the valid choices, exit status 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cutlib.cli import main
+
+RUN = ["run", "--dataset", "synth-nyuv2", "--profile", "smoke"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["run", "--dataset", "nope"], "synth-nyuv2, synth-cityscapes, synth-taskonomy"),
+        ([*RUN, "--method", "nope"], "valid methods: dense"),
+        ([*RUN, "--tasks", "nope"], "valid tasks: seg, sn, depth"),
+        ([*RUN, "--tasks", "seg,seg"], "valid tasks: seg, sn, depth"),
+        ([*RUN, "--sparsity", "1.5"], "[0, 1)"),
+        ([*RUN, "--sparsity", "-0.1"], "[0, 1)"),
+        ([*RUN, "--sparsity", "0.5"], "dense method prunes nothing"),
+        ([*RUN[:3], "--profile", "nope"], "smoke, quick, full, paper"),
+        (["reproduce", "--profile", "nope"], "smoke, quick, full, paper"),
+        (["reproduce", "--profile", "smoke", "--only", "99"], "valid notebooks: 00, 01"),
+        (["reproduce", "--profile", "smoke", "-p", "nope=1"], "valid parameters:"),
+        (["run", "--dataset"], "expected one argument"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], names: str, capsys: pytest.CaptureFixture[str], isolated_results: Path
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(argv))
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert names in lines[0]
+    assert captured.out == ""
+    assert not isolated_results.exists(), "bad input must not write anything"

@@ -1,0 +1,94 @@
+"""Runs: metrics.json and model.pt contracts, caching by configuration, atomic writes,
+determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import cutlib.experiments as experiments
+from cutlib.checkpoint import load_model
+from cutlib.experiments import RunConfig, run, run_id
+from cutlib.io import write_json
+from cutlib.tasks import METRIC_DIRECTIONS
+
+SMOKE = RunConfig("synth-nyuv2", "dense", profile="smoke")
+
+
+def test_dense_run_writes_the_contract_files(tmp_path: Path) -> None:
+    record = run(SMOKE, progress=False, out=tmp_path / "out")
+    m = record.metrics
+    assert set(m) == {
+        "dataset", "method", "tasks", "profile", "seed", "sparsity", "params", "metrics",
+        "reference", "delta_mtl", "timings",
+    }
+    assert m["tasks"] == ["seg", "sn", "depth"] and m["delta_mtl"] == 0.0
+    assert set(m["sparsity"]) == {"target", "achieved", "backbone", "heads"}
+    assert m["sparsity"]["target"] == 0.0 and m["sparsity"]["achieved"] < 1e-6
+    assert m["params"]["dense_total"] == m["params"]["total"] >= m["params"]["nonzero"]
+    for task in m["tasks"]:
+        kind = task
+        assert set(m["metrics"][task]) == set(METRIC_DIRECTIONS[kind])
+        assert set(m["reference"]["trivial"][task]) == set(METRIC_DIRECTIONS[kind])
+    assert {"data", "pretrain", "evaluate", "total"} <= set(m["timings"])
+    payload = torch.load(record.directory / "model.pt", weights_only=True)
+    assert {"format_version", "config", "tasks", "state_dict"} <= set(payload)
+    assert not any("_orig" in k or "_mask" in k for k in payload["state_dict"])
+    for name in ("metrics.json", "model.pt", "history.json", "config.json"):
+        assert (tmp_path / "out" / name).is_file()
+
+
+def test_task_subset_drops_heads_and_reuses_the_pretrained_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    full = run(SMOKE, progress=False)
+    calls = []
+    monkeypatch.setattr(experiments, "_pretrain", lambda ctx: calls.append(ctx) or None)
+    subset = run(RunConfig("synth-nyuv2", "dense", ("seg", "depth"), profile="smoke"), progress=False)
+    assert not calls, "the cached pre-trained run must be reused"
+    assert subset.metrics["tasks"] == ["seg", "depth"]
+    assert subset.metrics["metrics"] == {t: full.metrics["metrics"][t] for t in ("seg", "depth")}
+    assert subset.metrics["params"]["total"] < subset.metrics["params"]["dense_total"]
+    model = load_model(subset.directory / "model.pt")
+    assert model.task_names == ("seg", "depth")
+    assert set(subset.metrics["sparsity"]["heads"]) == {"seg", "depth"}
+
+
+def test_finished_runs_are_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run(SMOKE, progress=False)
+    monkeypatch.setattr(experiments, "_execute", lambda *a, **k: pytest.fail("recomputed"))
+    assert run(SMOKE, progress=False).metrics == first.metrics
+
+
+def test_interrupted_write_leaves_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    with pytest.raises(TypeError):
+        write_json(target, {"not json": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_run_leaves_no_metrics(monkeypatch: pytest.MonkeyPatch, isolated_results: Path) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "evaluate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(SMOKE, progress=False)
+    assert not list(isolated_results.glob("runs/*/metrics.json"))
+
+
+def test_run_id_depends_on_the_configuration() -> None:
+    a = SMOKE.validated()
+    assert run_id(a) == run_id(RunConfig("synth-nyuv2", profile="smoke").validated())
+    assert run_id(a) != run_id(RunConfig("synth-nyuv2", profile="smoke", seed=1).validated())
+    assert run_id(a) != run_id(RunConfig("synth-nyuv2", tasks=("seg",), profile="smoke").validated())
+    assert run_id(a).startswith("synth-nyuv2-dense-seg+sn+depth-s0-smoke-seed0-")
+
+
+def test_same_seed_gives_identical_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = []
+    for folder in ("a", "b"):
+        monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path / folder))
+        metrics.append(json.loads((run(SMOKE, progress=False).directory / "metrics.json").read_text()))
+    assert metrics[0]["metrics"] == metrics[1]["metrics"]
