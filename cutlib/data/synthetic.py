@@ -108,7 +108,7 @@ PRESETS: dict[str, SyntheticPreset] = {
 
 _INDOOR_MAX_DEPTH = 10.0  # metres; farther indoor pixels get depth 0 (invalid)
 _EPS = 1e-4  # smallest accepted ray parameter
-_EDGE_SCALE = 0.08  # blurred gradient magnitude (grey levels / pixel) that maps to edge = 1
+_EDGE_SCALE = 0.08  # blurred gradient magnitude (grey in [0, 1] per pixel) giving edge = 1
 _KEYPOINT_SCALE = 0.05  # blurred sqrt corner response that maps to keypoint = 1
 _NOISE_CELLS = 64  # side of the value-noise lattice (wraps around)
 _SHADOW_BINS = 256  # buckets of light-space coordinates for culling shadow rays
@@ -215,7 +215,33 @@ _STYLES: dict[str, _Style] = {
 }
 
 
-def _pick(rng: np.random.Generator, weighted):
+class _Draw:
+    """Uniform random numbers from a generator, fetched in blocks: scene sampling makes hundreds
+    of scalar draws per image, and one numpy call per draw would dominate its cost."""
+
+    def __init__(self, gen: np.random.Generator) -> None:
+        self.gen = gen
+        self._block: list[float] = []
+
+    def random(self) -> float:
+        if not self._block:
+            self._block = self.gen.random(256).tolist()[::-1]
+        return self._block.pop()
+
+    def uniform(self, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * self.random()
+
+    def integers(self, lo: int, hi: int | None = None) -> int:
+        """An integer in [lo, hi), or in [0, lo) without ``hi``."""
+        if hi is None:
+            lo, hi = 0, lo
+        return min(lo + int((hi - lo) * self.random()), hi - 1)
+
+    def binomial(self, n: int, p: float) -> int:
+        return sum(self.random() < p for _ in range(n))
+
+
+def _pick(rng: _Draw, weighted):
     """One item of a sequence of (item, weight) pairs, drawn with probability ∝ weight."""
     r = rng.random() * sum(w for _, w in weighted)
     for item, w in weighted:
@@ -225,12 +251,12 @@ def _pick(rng: np.random.Generator, weighted):
     return weighted[-1][0]
 
 
-def _hsv(rng: np.random.Generator, ranges) -> tuple[float, float, float]:
+def _hsv(rng: _Draw, ranges) -> tuple[float, float, float]:
     h, s, v = (rng.uniform(lo, hi) for lo, hi in ranges)
     return colorsys.hsv_to_rgb(h % 1.0, s, v)
 
 
-def _material(rng: np.random.Generator, style_name: str) -> _Material:
+def _material(rng: _Draw, style_name: str) -> _Material:
     """Draw one random material from the named recipe."""
     style = _STYLES[style_name]
     family = _pick(rng, style.families)
@@ -246,7 +272,7 @@ def _material(rng: np.random.Generator, style_name: str) -> _Material:
     else:
         c1 = tuple(a + k * (1.0 - a) for a in c0)
     scale = math.exp(rng.uniform(math.log(style.scale[0]), math.log(style.scale[1])))
-    angle = math.pi / 2 * int(rng.integers(2)) if rng.random() < 0.6 else rng.uniform(0, math.pi)
+    angle = math.pi / 2 * rng.integers(2) if rng.random() < 0.6 else rng.uniform(0, math.pi)
     offset = (rng.uniform(0, 100), rng.uniform(0, 100))
     if family == _STRIPES:
         p = (rng.uniform(0.3, 0.6),)
@@ -273,7 +299,7 @@ def _material(rng: np.random.Generator, style_name: str) -> _Material:
                      feature * scale)
 
 
-def _road_material(rng: np.random.Generator, half_width: float, length: float) -> _Material:
+def _road_material(rng: _Draw, half_width: float, length: float) -> _Material:
     """Asphalt with lane markings; the pattern is laid out in world metres (u = x, v = z)."""
     grey = rng.uniform(0.18, 0.4)
     c0 = _hsv(rng, ((0.55, 0.7), (0.0, 0.12), (grey, grey)))
@@ -385,13 +411,14 @@ def _cylinder(cls, x, y0, y1, z, r, mat) -> _Prim:
     return _Prim(_CYLINDER, cls, (x, (y0 + y1) / 2, z), (r, (y1 - y0) / 2, r), mat)
 
 
-def _placed(prims: list[_Prim], x: float, z: float, yaw: float, y: float = 0.0) -> list[_Prim]:
-    """Move prims built around the origin: rotate by ``yaw`` about the vertical, then translate."""
+def _placed(prims: list[_Prim], x: float, z: float, yaw: float) -> list[_Prim]:
+    """Move prims built around the origin: turn by ``yaw`` about the vertical, then shift to
+    (x, z) on the floor."""
     c, s = math.cos(yaw), math.sin(yaw)
     out = []
     for p in prims:
         px, py, pz = p.center
-        center = (x + c * px + s * pz, y + py, z - s * px + c * pz)
+        center = (x + c * px + s * pz, py, z - s * px + c * pz)
         out.append(replace(p, center=center, yaw=p.yaw + yaw if p.shape == _BOX else 0.0))
     return out
 
@@ -508,7 +535,7 @@ class _Scene:
     sensor_sigma: float  # grey levels
 
 
-def _light(rng, lo: float, hi: float) -> tuple[float, float, float]:
+def _light(rng: _Draw, lo: float, hi: float) -> tuple[float, float, float]:
     """Random light colour times intensity: a tint around white."""
     level = rng.uniform(lo, hi)
     return colorsys.hsv_to_rgb(rng.uniform(0.0, 1.0), rng.uniform(0.0, 0.25), level)
@@ -528,7 +555,7 @@ class _Layout:
         self.boxes.append((x - ex, x + ex, z - ez, z + ez))
 
 
-def _furniture(rng, kind: str, cls: int) -> tuple[list[_Prim], float, float, float]:
+def _furniture(rng: _Draw, kind: str, cls: int) -> tuple[list[_Prim], float, float, float]:
     """A floor object around the origin, back towards +z: (prims, half width, half depth,
     probability that it stands against a wall)."""
     u = rng.uniform
@@ -555,10 +582,15 @@ def _furniture(rng, kind: str, cls: int) -> tuple[list[_Prim], float, float, flo
         if kind == "chair":
             back = u(0.4, 0.55)
             prims.append(_box(cls, (0, h + back / 2, hz - 0.03), (hx, back / 2, 0.03), top))
-        leg = 0.03
-        prims += [_box(cls, (sx * (hx - leg), (h - thick) / 2, sz * (hz - leg)),
-                       (leg, (h - thick) / 2, leg), leg_mat)
-                  for sx in (-1, 1) for sz in (-1, 1)]
+        under, leg = (h - thick) / 2, 0.03
+        if kind == "table" and rng.random() < 0.5:  # pedestal
+            prims.append(_cylinder(cls, 0, 0, h - thick, 0, u(0.05, 0.08), leg_mat))
+        elif kind == "table":  # four legs
+            prims += [_box(cls, (sx * (hx - leg), under, sz * (hz - leg)), (leg, under, leg),
+                           leg_mat) for sx in (-1, 1) for sz in (-1, 1)]
+        else:  # sled base: two side panels
+            prims += [_box(cls, (sx * (hx - leg), under, 0), (leg, under, hz), leg_mat)
+                      for sx in (-1, 1)]
         return prims, hx, hz, 0.2
     if kind == "lamp":
         h, r, shade = u(1.2, 1.6), u(0.2, 0.35), u(0.3, 0.45)
@@ -575,7 +607,7 @@ def _furniture(rng, kind: str, cls: int) -> tuple[list[_Prim], float, float, flo
                 _sphere(cls, (0, pot + crown * 0.8, 0), crown, _material(rng, "foliage"))], \
             crown, crown, 0.3
     # ball / object: balls, crates and vases
-    shape = 0 if kind == "ball" else int(rng.integers(3))
+    shape = 0 if kind == "ball" else rng.integers(3)
     style = "ball" if kind == "ball" else "object"
     if shape == 0:
         r = u(0.2, 0.45)
@@ -596,18 +628,21 @@ def _footprint(hx: float, hz: float, yaw: float) -> tuple[float, float]:
     return c * hx + s * hz, s * hx + c * hz
 
 
-def _floor_pose(rng, room: _Room, hx: float, hz: float, p_wall: float):
-    """Random (x, z, yaw) of a floor object: back to the back, left or right wall, or free."""
-    u = rng.uniform
-    if rng.random() < p_wall:
-        side = int(rng.integers(3))
-        if side == 0:
-            return u(-room.wx / 2 + hx, room.wx / 2 - hx), room.dz - hz - 0.02, 0.0
-        sign = 1.0 if side == 2 else -1.0
-        return sign * (room.wx / 2 - hz - 0.02), u(_Z_MIN + hx, room.dz - hx), sign * math.pi / 2
-    yaw = u(0.0, 2 * math.pi)
+def _floor_pose(rng: _Draw, room: _Room, hx: float, hz: float, p_wall: float):
+    """Random (x, z, yaw) of a floor object with its back to the back, left or right wall, or
+    free; ``None`` if it does not fit in the room in the drawn orientation."""
+    side = rng.integers(3) if rng.random() < p_wall else None
+    yaw = rng.uniform(0.0, 2 * math.pi) if side is None else (0.0, -math.pi / 2, math.pi / 2)[side]
     ex, ez = _footprint(hx, hz, yaw)
-    return u(-room.wx / 2 + ex, room.wx / 2 - ex), u(_Z_MIN + ez, room.dz - ez), yaw
+    x_lo, x_hi, z_lo, z_hi = -room.wx / 2 + ex, room.wx / 2 - ex, _Z_MIN + ez, room.dz - ez
+    if x_lo > x_hi or z_lo > z_hi:
+        return None
+    x, z = rng.uniform(x_lo, x_hi), rng.uniform(z_lo, z_hi)
+    if side == 0:
+        z = z_hi - 0.02
+    elif side is not None:
+        x = x_lo + 0.02 if side == 1 else x_hi - 0.02
+    return x, z, yaw
 
 
 _WALL_ITEMS = {  # width, height, bottom ranges (metres) of items hung on walls
@@ -625,7 +660,7 @@ _ROOM_OBJECTS = {  # object kind -> sampling weight, per preset
 }
 
 
-def _wall_item(rng, kind: str, cls: int, room: _Room, walls) -> list[_Prim]:
+def _wall_item(rng: _Draw, kind: str, cls: int, room: _Room, walls) -> list[_Prim]:
     """A flat item on the back (0), left (1) or right (2) wall, or nothing if it does not fit.
 
     ``walls`` holds per wall the (start, end, bottom, top) rectangles already hung there."""
@@ -653,7 +688,8 @@ def _wall_item(rng, kind: str, cls: int, room: _Room, walls) -> list[_Prim]:
     return []
 
 
-def _room_scene(rng: np.random.Generator, preset: SyntheticPreset) -> _Scene:
+def _room_scene(gen: np.random.Generator, preset: SyntheticPreset) -> _Scene:
+    rng = _Draw(gen)
     cid = preset.class_names.index
     u = rng.uniform
     wx, hy, dz = u(3.5, 5.5), u(2.4, 3.0), u(4.0, 6.5)
@@ -668,14 +704,17 @@ def _room_scene(rng: np.random.Generator, preset: SyntheticPreset) -> _Scene:
     kinds = tuple(_ROOM_OBJECTS[preset.name].items())
     floor, walls = _Layout(), ([], [], [])
     prims: list[_Prim] = []
-    for _ in range(4 + int(rng.binomial(8, 0.7))):
+    for _ in range(4 + rng.binomial(8, 0.7)):
         kind = _pick(rng, kinds)
         if kind in _WALL_ITEMS:
             prims += _wall_item(rng, kind, cid(kind), env, walls)
             continue
         parts, hx, hz, p_wall = _furniture(rng, kind, cid(kind))
         for _ in range(20):
-            x, z, yaw_o = _floor_pose(rng, env, hx, hz, p_wall)
+            pose = _floor_pose(rng, env, hx, hz, p_wall)
+            if pose is None:
+                continue
+            x, z, yaw_o = pose
             ex, ez = _footprint(hx, hz, yaw_o)
             if kind == "rug" or floor.free(x, z, ex, ez):
                 if kind != "rug":
@@ -685,23 +724,24 @@ def _room_scene(rng: np.random.Generator, preset: SyntheticPreset) -> _Scene:
 
     light = (u(-wx / 2 + 0.5, wx / 2 - 0.5), hy - u(0.15, 0.35), u(0.5, dz - 0.5))
     return _Scene(env, prims, camera, yaw, pitch, hfov, light, True, _light(rng, 0.9, 1.5),
-                  _light(rng, 0.25, 0.45), rng.random((_NOISE_CELLS,) * 2, dtype=np.float32),
+                  _light(rng, 0.25, 0.45), gen.random((_NOISE_CELLS,) * 2, dtype=np.float32),
                   u(1.0, 5.0))
 
 
-def _facade(rng) -> _Material:
+def _facade(rng: _Draw) -> _Material:
     """A building front: rows of dark windows (55 %), brick or plain render."""
     return _material(rng, "windows" if rng.random() < 0.55 else "facade")
 
 
-def _tree(rng, cls: int) -> list[_Prim]:
+def _tree(rng: _Draw, cls: int) -> list[_Prim]:
     """A trunk and a round crown around the origin."""
     r, h, crown = rng.uniform(0.12, 0.25), rng.uniform(2.0, 3.5), rng.uniform(1.2, 2.5)
     return [_cylinder(cls, 0, 0, h, 0, r, _material(rng, "bark")),
             _sphere(cls, (0, h + 0.6 * crown, 0), crown, _material(rng, "foliage"))]
 
 
-def _street_objects(rng, cid, hw: float, sw: float, length: float, lane: float) -> list[_Prim]:
+def _street_objects(rng: _Draw, cid, hw: float, sw: float, length: float,
+                    lane: float) -> list[_Prim]:
     """Cars, people, poles, trees, low walls and hedges along the street; ``lane`` is the x of
     the camera, which often follows a car."""
     u = rng.uniform
@@ -714,7 +754,7 @@ def _street_objects(rng, cid, hw: float, sw: float, length: float, lane: float) 
             prims.extend(_placed(parts, x, z, yaw))
 
     car = cid("car")
-    for i in range(int(rng.integers(2, 11))):
+    for i in range(rng.integers(2, 11)):
         hx, hy, hz = u(0.85, 0.95), u(0.35, 0.45), u(1.9, 2.4)
         cab = (u(0.72, 0.82), u(0.25, 0.3), hz * u(0.45, 0.6))
         parts = [_box(car, (0, 0.2 + hy, 0), (hx, hy, hz), _material(rng, "paint")),
@@ -730,7 +770,7 @@ def _street_objects(rng, cid, hw: float, sw: float, length: float, lane: float) 
         put(parts, x, z, yaw, hx, hz)
 
     person = cid("person")
-    for _ in range(int(rng.integers(1, 7))):
+    for _ in range(rng.integers(1, 7)):
         r, h, head = u(0.22, 0.3), u(1.2, 1.45), u(0.11, 0.14)
         parts = [_cylinder(person, 0, 0, h, 0, r, _material(rng, "clothes")),
                  _sphere(person, (0, h + 0.9 * head, 0), head, _material(rng, "skin"))]
@@ -739,7 +779,7 @@ def _street_objects(rng, cid, hw: float, sw: float, length: float, lane: float) 
         put(parts, x, u(2.5, 14.0), 0.0, r, r)
 
     pole = cid("pole")
-    for _ in range(int(rng.integers(1, 6))):
+    for _ in range(rng.integers(1, 6)):
         r, h = u(0.1, 0.2), u(3.0, 7.0)
         parts = [_cylinder(pole, 0, 0, h, 0, r, _material(rng, "pole"))]
         if rng.random() < 0.5:
@@ -750,13 +790,13 @@ def _street_objects(rng, cid, hw: float, sw: float, length: float, lane: float) 
         put(parts, sign * (hw + u(0.3, 0.6)), u(3.0, 0.7 * length), 0.0, r, r)
 
     vegetation = cid("vegetation")
-    for _ in range(int(rng.integers(1, 7))):
+    for _ in range(rng.integers(1, 7)):
         parts = _tree(rng, vegetation)
         sign = 1.0 if rng.random() < 0.5 else -1.0
         r = parts[0].size[0]
         put(parts, sign * (hw + sw * u(0.45, 0.8)), u(3.0, 0.8 * length), 0.0, r, r)
 
-    for _ in range(int(rng.integers(0, 3))):
+    for _ in range(rng.integers(0, 3)):
         half_len = u(2.0, 6.0)
         if rng.random() < 0.5:
             cls, h, half_thick, style = cid("wall"), u(1.0, 2.5), 0.15, "lowwall"
@@ -769,7 +809,8 @@ def _street_objects(rng, cid, hw: float, sw: float, length: float, lane: float) 
     return prims
 
 
-def _street_scene(rng: np.random.Generator, preset: SyntheticPreset) -> _Scene:
+def _street_scene(gen: np.random.Generator, preset: SyntheticPreset) -> _Scene:
+    rng = _Draw(gen)
     cid = preset.class_names.index
     u = rng.uniform
     hw, sw, curb, length = u(3.0, 6.0), u(3.0, 5.5), u(0.1, 0.18), u(35.0, 70.0)
@@ -791,7 +832,7 @@ def _street_scene(rng: np.random.Generator, preset: SyntheticPreset) -> _Scene:
                 prims.append(_box(cid("wall"), (sign * (front + 0.15), wall / 2, z + width / 2),
                                   (0.15, wall / 2, width / 2), _material(rng, "lowwall")))
                 yard = u(6.0, 12.0)
-                for _ in range(int(rng.integers(0, 3))):
+                for _ in range(rng.integers(0, 3)):
                     prims += _placed(_tree(rng, cid("vegetation")),
                                      sign * (front + u(2.0, yard - 2.0)), z + u(1.0, width - 1.0),
                                      0.0)
@@ -810,7 +851,7 @@ def _street_scene(rng: np.random.Generator, preset: SyntheticPreset) -> _Scene:
     sun = (math.cos(elevation) * math.sin(azimuth), math.sin(elevation),
            math.cos(elevation) * math.cos(azimuth))
     return _Scene(env, prims, camera, yaw, pitch, hfov, sun, False, _light(rng, 0.6, 1.0),
-                  _light(rng, 0.3, 0.5), rng.random((_NOISE_CELLS,) * 2, dtype=np.float32),
+                  _light(rng, 0.3, 0.5), gen.random((_NOISE_CELLS,) * 2, dtype=np.float32),
                   u(1.0, 5.0))
 
 
@@ -876,35 +917,43 @@ def _env_patches(env: _Room | _Street, x, y, z):
     return [(face == k, *spec) for k, spec in enumerate(faces)]
 
 
-def _shadowed(scene: _Scene, q, n, to_light, dist) -> np.ndarray:
-    """Which surface points ``q`` (3 x M, normals ``n``) see no light: shadow rays towards the
-    light, tested against every shadow-casting primitive whose light-space bounds cover them."""
+def _shadowed(scene: _Scene, q: np.ndarray, n: np.ndarray, to_light: np.ndarray,
+              dist: np.ndarray) -> np.ndarray:
+    """Which surface points ``q`` (3, M) with normals ``n`` see no light: shadow rays along
+    ``to_light`` (unit, 3 x M) up to ``dist``, tested against every shadow-casting primitive whose
+    light-space bounds cover the point."""
     casters = [p for p in scene.prims if p.casts_shadow]
     shadow = np.zeros(q.shape[1], dtype=bool)
-    if not casters or q.shape[1] == 0:
+    if not casters:
         return shadow
-    origin = q + n * (1e-3 + 2e-5 * np.abs(q).sum(0))
     if scene.point_light:
-        # central projection from the light onto a horizontal plane below it
+        # central projection from the light onto a horizontal plane below it; the objects are
+        # kept below the light, so points above it are lit
         axes = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-        below = np.maximum(scene.light[1] - q[1], 1e-3)
-        a, b = (q[0] - scene.light[0]) / below, (q[2] - scene.light[2]) / below
-        testable = q[1] < scene.light[1] - 1e-3
-    else:
+        below = scene.light[1] - q[1]
+        keep = np.flatnonzero(below > 1e-3)
+        a = (q[0, keep] - scene.light[0]) / below[keep]
+        b = (q[2, keep] - scene.light[2]) / below[keep]
+    else:  # orthographic projection along the sun direction
         sun = np.array(scene.light)
         e1 = np.array([sun[2], 0.0, -sun[0]]) / math.hypot(sun[0], sun[2])
         axes = np.stack([e1, np.cross(sun, e1), -sun])
-        a, b = axes[0] @ q, axes[1] @ q
-        testable = np.ones(q.shape[1], dtype=bool)
-    bounds, all_front, any_front = _project_boxes(casters, scene.light, axes,
-                                                  scene.point_light)
-    # bucket the points by their first light-space coordinate (radix sort of 16-bit bins)
-    order = np.flatnonzero(testable)
-    a_lo, a_hi = (float(a[order].min()), float(a[order].max())) if order.size else (0.0, 1.0)
-    to_bin = (_SHADOW_BINS - 1) / max(a_hi - a_lo, 1e-6)
-    bins = ((a[order] - a_lo) * to_bin).astype(np.int16)
-    order = order[np.argsort(bins, kind="stable")]
-    bins_sorted = np.sort(bins, kind="stable")
+        keep = np.arange(q.shape[1])
+        a, b = axes[:2].astype(np.float32) @ q
+    if keep.size == 0:
+        return shadow
+    bounds, all_front, any_front = _project_boxes(casters, scene.light, axes, scene.point_light)
+
+    # sort the points into buckets of their first light-space coordinate (a radix sort of 16-bit
+    # bins), so that the points a caster may shade form one contiguous run
+    a_lo = float(a.min())
+    to_bin = (_SHADOW_BINS - 1) / max(float(a.max()) - a_lo, 1e-6)
+    bins = ((a - a_lo) * to_bin).astype(np.int16)
+    order = np.argsort(bins, kind="stable")
+    bins, a, b, keep = bins[order], a[order], b[order], keep[order]
+    origin = q[:, keep] + n[:, keep] * (1e-3 + 2e-5 * np.abs(q[:, keep]).sum(0))
+    direction, dist = to_light[:, keep], dist[keep]
+    hidden = np.zeros(keep.size, dtype=bool)
     for k, prim in enumerate(casters):
         if not any_front[k]:
             continue
@@ -912,18 +961,17 @@ def _shadowed(scene: _Scene, q, n, to_light, dist) -> np.ndarray:
             x0, x1, y0, y1 = bounds[k]
             first = math.floor(min(max((x0 - a_lo) * to_bin, -1.0), _SHADOW_BINS))
             last = math.floor(min(max((x1 - a_lo) * to_bin, -1.0), _SHADOW_BINS))
-            lo, hi = np.searchsorted(bins_sorted, (first, last + 1))
-            sel = order[lo:hi]
-            sel = sel[(a[sel] >= x0) & (a[sel] <= x1) & (b[sel] >= y0) & (b[sel] <= y1)
-                      & ~shadow[sel]]
+            lo, hi = np.searchsorted(bins, (first, last + 1))
+            run = slice(lo, hi)
+            cand = (a[run] >= x0) & (a[run] <= x1) & (b[run] >= y0) & (b[run] <= y1)
+            cand &= ~hidden[run]
         else:
-            sel = order[~shadow[order]]
-        if sel.size == 0:
-            continue
-        o = (origin[0, sel], origin[1, sel], origin[2, sel])
-        d = (to_light[0][sel], to_light[1][sel], to_light[2][sel])
-        t = _hit(prim, o, d, 1.0)
-        shadow[sel[t < dist[sel]]] = True
+            lo, cand = 0, ~hidden
+        idx = np.flatnonzero(cand) + lo
+        if idx.size:
+            t = _hit(prim, tuple(origin[:, idx]), tuple(direction[:, idx]), 1.0)
+            hidden[idx[t < dist[idx]]] = True
+    shadow[keep] = hidden
     return shadow
 
 
@@ -960,86 +1008,92 @@ def _render(scene: _Scene, height: int, width: int):
         win = (slice(r0, r1), slice(c0, c1))
         tk = _hit(prim, o, (d[0][win], d[1][win], d[2][win]), dd[win])
         closer = tk < t[win]
-        t[win][closer] = tk[closer]
-        ids[win][closer] = k
+        np.copyto(t[win], tk, where=closer)
+        np.copyto(ids[win], k, where=closer)
 
-    # surfaces: class, normal and albedo, per primitive and per environment patch
-    t, ids, dd = t.ravel(), ids.ravel(), dd.ravel()
-    d = [c.ravel() for c in d]
-    n_pix = t.size
+    # Shading works on pixels sorted by what they hit (sky, primitive 0, 1, ..., environment),
+    # so that each surface is a contiguous run; the results are unsorted at the end.
+    t, ids = t.ravel(), ids.ravel()
+    order = np.argsort(ids, kind="stable")  # radix sort
+    starts = np.searchsorted(ids[order], np.arange(-1, n_prims + 2)).tolist()
+    n_pix, n_sky = t.size, starts[1]
+    hit = slice(n_sky, n_pix)
+    ts, dds = t[order], dd.ravel()[order]
+    ds = np.stack([c.ravel()[order] for c in d])
+    points = np.zeros((3, n_pix), dtype=np.float32)
+    points[:, hit] = np.asarray(o, dtype=np.float32)[:, None] + ts[hit] * ds[:, hit]
     cls = np.zeros(n_pix, dtype=np.uint8)
     normal = np.zeros((3, n_pix), dtype=np.float32)
     albedo = np.zeros((3, n_pix), dtype=np.float32)
     table = scene.noise_table
 
-    def paint(idx, nrm, uv, mat: _Material, cid: int) -> None:
-        cls[idx] = cid
+    def paint(sel, nrm, uv, mat: _Material, cid: int) -> None:
+        cls[sel] = cid
         for k in range(3):
-            normal[k, idx] = nrm[k]
+            normal[k, sel] = nrm[k]
         c0, c1 = np.array(mat.c0, np.float32)[:, None], np.array(mat.c1, np.float32)[:, None]
         if mat.family == _PLAIN:
-            albedo[:, idx] = c0
+            albedo[:, sel] = c0
             return
         m = _pattern(mat, uv[0], uv[1], table)
-        facing = np.abs(nrm[0] * d[0][idx] + nrm[1] * d[1][idx] + nrm[2] * d[2][idx])
-        feature_px = mat.feature * f * facing / (np.sqrt(dd[idx]) * t[idx])
+        facing = np.abs(nrm[0] * ds[0, sel] + nrm[1] * ds[1, sel] + nrm[2] * ds[2, sel])
+        feature_px = mat.feature * f * facing / (np.sqrt(dds[sel]) * ts[sel])
         m = mat.mean + (m - mat.mean) * np.clip(feature_px - 1.0, 0.0, 1.0)
-        albedo[:, idx] = c0 + (c1 - c0) * m[None]
+        albedo[:, sel] = c0 + (c1 - c0) * m[None]
 
-    order = np.argsort(ids, kind="stable")  # radix sort: pixels grouped by what they hit
-    starts = np.searchsorted(ids[order], np.arange(-1, n_prims + 2))
-    hit = order[starts[1]:]
-    points = np.zeros((3, n_pix), dtype=np.float32)
-    for j in range(3):
-        points[j, hit] = o[j] + t[hit] * d[j][hit]
     for k in range(n_prims + 1):
-        idx = order[starts[k + 1]:starts[k + 2]]
-        if idx.size == 0:
+        run = slice(starts[k + 1], starts[k + 2])
+        if run.start == run.stop:
             continue
-        x, y, z = points[:, idx]
+        x, y, z = points[:, run]
         if k < n_prims:
             prim = scene.prims[k]
             nrm, uv = _surface(prim, x, y, z)
-            paint(idx, nrm, uv, prim.mat, prim.cls)
+            paint(run, nrm, uv, prim.mat, prim.cls)
         else:
             for sel, nrm, uv, mat, cid in _env_patches(scene.env, x, y, z):
                 if sel.any():
-                    paint(idx[sel], nrm, (uv[0][sel], uv[1][sel]), mat, cid)
+                    paint(np.flatnonzero(sel) + run.start, nrm, (uv[0][sel], uv[1][sel]), mat,
+                          cid)
 
     # lighting: ambient + Lambert with shadows
     rgb = np.empty((3, n_pix), dtype=np.float32)
-    q = points[:, hit]
-    nrm = normal[:, hit]
+    q, nrm = points[:, hit], normal[:, hit]
     if scene.point_light:
         to_light = np.asarray(scene.light, dtype=np.float32)[:, None] - q
-        dist = np.sqrt((to_light * to_light).sum(0))
+        dist = np.sqrt(to_light[0] ** 2 + to_light[1] ** 2 + to_light[2] ** 2)
         to_light = to_light / dist
         falloff = 1.0 / (1.0 + (dist / 4.0) ** 2)
     else:
         to_light = np.broadcast_to(np.asarray(scene.light, dtype=np.float32)[:, None], q.shape)
-        dist = np.full(hit.size, np.inf, dtype=np.float32)
+        dist = np.full(q.shape[1], np.inf, dtype=np.float32)
         falloff = 1.0
-    direct = np.maximum((nrm * to_light).sum(0), 0.0) * falloff
+    cosine = nrm[0] * to_light[0] + nrm[1] * to_light[1] + nrm[2] * to_light[2]
+    direct = np.maximum(cosine, 0.0) * falloff
     lit = np.flatnonzero(direct > 0)
     direct[lit[_shadowed(scene, q[:, lit], nrm[:, lit], to_light[:, lit], dist[lit])]] = 0.0
     for k in range(3):
         rgb[k, hit] = albedo[k, hit] * (scene.ambient_rgb[k] + scene.light_rgb[k] * direct)
-
-    sky = order[:starts[1]]
-    if sky.size:
+    if n_sky:
         env = scene.env
-        cls[sky] = env.classes[2]
-        up = np.clip(d[1][sky] / np.sqrt(dd[sky]) * 1.6, 0.0, 1.0)
+        cls[:n_sky] = env.classes[2]
+        up = np.clip(ds[1, :n_sky] / np.sqrt(dds[:n_sky]) * 1.6, 0.0, 1.0)
         for k in range(3):
-            rgb[k, sky] = env.horizon[k] + (env.zenith[k] - env.horizon[k]) * up
+            rgb[k, :n_sky] = env.horizon[k] + (env.zenith[k] - env.horizon[k]) * up
 
+    # back to image order
+    normal /= np.maximum(np.sqrt(normal[0] ** 2 + normal[1] ** 2 + normal[2] ** 2), 1e-12)
+    cam_normal = np.empty((3, n_pix), dtype=np.float32)
+    cam_normal[:, order] = axes.astype(np.float32) @ normal
+    image = np.empty((n_pix, 3), dtype=np.float32)
+    image[order] = np.clip(rgb, 0.0, 1.0).T
+    seg = np.empty(n_pix, dtype=np.uint8)
+    seg[order] = cls
     depth = np.where(ids >= 0, t, 0.0).astype(np.float32)
     if isinstance(scene.env, _Room):
         depth[depth > _INDOOR_MAX_DEPTH] = 0.0
-    normal /= np.maximum(np.sqrt((normal * normal).sum(0)), 1e-12)
-    cam_normal = (axes.astype(np.float32) @ normal).reshape(3, height, width)
-    rgb = np.clip(rgb, 0.0, 1.0).T.reshape(height, width, 3)
-    return rgb, cls.reshape(height, width), cam_normal, depth.reshape(height, width)
+    return (image.reshape(height, width, 3), seg.reshape(height, width),
+            cam_normal.reshape(3, height, width), depth.reshape(height, width))
 
 
 # ---------------------------------------------------------------------------------------------
