@@ -53,18 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", default="dense", help="method (default: dense)")
     run.add_argument("--tasks", type=_split_list, help="comma-separated tasks (default: all)")
     run.add_argument("--sparsity", type=float, help="fraction of zero weights in [0, 1)")
-    run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}")
+    run.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}"
+    )
     run.add_argument("--seed", type=int, default=0, help="seed for data, init and order")
     run.add_argument("--out", type=Path, help="also copy the run's files to this folder")
     run.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     rep = commands.add_parser("reproduce", help="execute the notebooks in order with papermill")
-    rep.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}")
+    rep.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}"
+    )
     rep.add_argument("--only", type=_split_list, help="notebook numbers, e.g. 03,04")
     rep.add_argument("--out", type=Path, help="results folder (default: results/)")
     rep.add_argument(
-        "-p", "--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
+        "-p",
+        "--param",
+        type=_parse_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="a notebook parameter (YAML value), repeatable",
     )
     return parser
@@ -74,8 +83,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cutlib.experiments import RunConfig, run
 
     config = RunConfig(
-        args.dataset, args.method, tuple(args.tasks) if args.tasks is not None else None,
-        args.sparsity, args.profile, args.seed,
+        args.dataset,
+        args.method,
+        tuple(args.tasks) if args.tasks is not None else None,
+        args.sparsity,
+        args.profile,
+        args.seed,
     )
     try:
         config = config.validated()

@@ -89,7 +89,10 @@ def full_config(config: RunConfig) -> dict[str, Any]:
 
 
 def run_id(config: RunConfig) -> str:
-    """Readable, unique id: ``<dataset>-<method>-<tasks>-s<sparsity>-<profile>-seed<seed>-<hash>``."""
+    """Readable, unique run id.
+
+    ``<dataset>-<method>-<tasks>-s<sparsity>-<profile>-seed<seed>-<hash of full_config>``.
+    """
     canonical = json.dumps(full_config(config), sort_keys=True, default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
     tasks = "+".join(config.tasks or ("all",))
@@ -146,9 +149,15 @@ def _pretrain(ctx: RunContext) -> MethodResult:
             f"{schedule.iterations} iterations on {ctx.device})"
         )
     result = train(
-        model, ctx.all_tasks, train_set, val_set, schedule,
-        seed=ctx.config.seed, device=ctx.device,
-        eval_batch_size=ctx.profile["eval"]["batch_size"], progress=ctx.progress,
+        model,
+        ctx.all_tasks,
+        train_set,
+        val_set,
+        schedule,
+        seed=ctx.config.seed,
+        device=ctx.device,
+        eval_batch_size=ctx.profile["eval"]["batch_size"],
+        progress=ctx.progress,
         description="pre-train",
     )
     ctx.timings["pretrain"] = result.seconds
@@ -165,7 +174,9 @@ def _dense(ctx: RunContext) -> MethodResult:
 METHODS: dict[str, Callable[[RunContext], MethodResult]] = {DENSE: _dense}
 
 
-def pretrained_run(config: RunConfig, device: str | torch.device = "auto", progress: bool = True) -> Path:
+def pretrained_run(
+    config: RunConfig, device: str | torch.device = "auto", progress: bool = True
+) -> Path:
     """The run folder of the dense pre-trained model for ``config``'s dataset, profile and seed,
     training it first if it is not in the run store."""
     info = dataset_info(config.dataset)

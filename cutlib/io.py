@@ -57,7 +57,9 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically (temp file in the same folder, then rename)."""
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"))
+    _atomic_write(
+        path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    )
 
 
 def read_json(path: Path) -> Any:

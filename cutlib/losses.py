@@ -29,6 +29,7 @@ from torch import Tensor
 from cutlib.tasks import TaskSpec
 
 Align = Literal["upsample", "downsample"]
+_CE_IGNORE = -100  # cross_entropy's ignore index, given to every invalid seg pixel
 
 
 def valid_mask(spec: TaskSpec, target: Tensor) -> Tensor:
@@ -48,15 +49,10 @@ def valid_mask(spec: TaskSpec, target: Tensor) -> Tensor:
     return target[:, 0] != spec.ignore_value
 
 
-def select_valid(spec: TaskSpec, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Valid pixels of a same-size prediction/label pair as rows.
-
-    Returns the predictions as (N, C) and the labels as (N,) for seg, (N, C) otherwise, where N is
-    the number of valid pixels of the batch.
-    """
-    valid = valid_mask(spec, target)
-    labels = target[valid] if spec.kind == "seg" else target.movedim(1, -1)[valid]
-    return pred.movedim(1, -1)[valid], labels
+def unit_vectors(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """``F.normalize(x, dim=1)`` for a (B, 3, H, W) map, written out: several times faster on CPU
+    than the generic vector norm over a strided axis."""
+    return x / x.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(eps)
 
 
 def _align(pred: Tensor, target: Tensor, align: Align) -> tuple[Tensor, Tensor]:
@@ -97,15 +93,21 @@ def task_loss(
         align: ``"upsample"`` the prediction or ``"downsample"`` the label (reference code).
         class_weights: optional per-class weights for seg.
     """
-    pred_rows, labels = select_valid(spec, *_align(pred, target, align))
-    if labels.shape[0] == 0:
+    pred, target = _align(pred, target, align)
+    valid = valid_mask(spec, target)
+    count = valid.sum()
+    if count == 0:
         return pred.sum() * 0
     if spec.kind == "seg":
-        return F.cross_entropy(pred_rows, labels, weight=class_weights)
+        labels = torch.where(valid, target, _CE_IGNORE).long()
+        return F.cross_entropy(pred, labels, weight=class_weights, ignore_index=_CE_IGNORE)
     if spec.kind == "sn":
-        cos = (F.normalize(pred_rows, dim=1) * F.normalize(labels, dim=1)).sum(dim=1)
-        return 1 - cos.mean()
-    return (pred_rows - labels).abs().mean()
+        per_pixel = 1 - (unit_vectors(pred) * unit_vectors(target)).sum(dim=1)
+    else:
+        per_pixel = (pred - target).abs()[:, 0]
+    # Masked sums rather than boolean gathers: the same mean over the valid pixels, without the
+    # gather/scatter pair (and with log-softmax over a contiguous class axis), which is faster.
+    return torch.where(valid, per_pixel, 0).sum() / count
 
 
 def multitask_loss(

@@ -81,7 +81,11 @@ def label_to_rgb(task: TaskSpec, label: Tensor) -> np.ndarray:
         scaled = 1 - (values - lo) / max(float(hi - lo), 1e-6)
         rgb = torch.tensor(plt.get_cmap("viridis")(scaled.clamp(0, 1).numpy())[..., :3])
         return (rgb * valid[..., None]).float().numpy()
-    valid = values != task.ignore_value if task.ignore_value is not None else torch.ones_like(values, dtype=torch.bool)
+    valid = (
+        values != task.ignore_value
+        if task.ignore_value is not None
+        else torch.ones_like(values, dtype=torch.bool)
+    )
     return (values.clamp(0, 1) * valid)[..., None].expand(-1, -1, 3).numpy()
 
 
@@ -100,7 +104,9 @@ def plot_samples(
 ) -> Figure:
     """One row per sample: the image, then every task's label."""
     cols = 1 + len(tasks)
-    fig, axes = plt.subplots(len(samples), cols, figsize=(2.2 * cols, 2.2 * len(samples)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(samples), cols, figsize=(2.2 * cols, 2.2 * len(samples)), squeeze=False
+    )
     for row, sample in zip(axes, samples, strict=True):
         row[0].imshow(denormalize(sample["image"]).permute(1, 2, 0).cpu().numpy())
         for ax, task in zip(row[1:], tasks, strict=True):
@@ -127,7 +133,9 @@ def plot_predictions(
     outputs = model(images)
     model.train(was_training)
     cols = 1 + 2 * len(tasks)
-    fig, axes = plt.subplots(len(samples), cols, figsize=(2.0 * cols, 2.0 * len(samples)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(samples), cols, figsize=(2.0 * cols, 2.0 * len(samples)), squeeze=False
+    )
     for i, (row, sample) in enumerate(zip(axes, samples, strict=True)):
         row[0].imshow(denormalize(sample["image"]).permute(1, 2, 0).cpu().numpy())
         for j, task in enumerate(tasks):
@@ -166,7 +174,8 @@ def metrics_table(
     """One row per (task, metric) with an arrow for its direction, one column per model.
 
     Example:
-        >>> # metrics_table({"dense": run["metrics"], "trivial": run["reference"]["trivial"]}, tasks)
+        >>> # ref = run["reference"]
+        >>> # metrics_table({"dense": run["metrics"], "trivial": ref["trivial"]}, tasks)
     """
     rows = []
     for task in tasks:

@@ -50,21 +50,22 @@ def list_notebooks(only: Sequence[str] | None = None) -> list[Path]:
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
-    """The parameters declared in a notebook's ``parameters`` cell, with their types and defaults."""
+    """The parameters declared in a notebook's ``parameters`` cell, with types and defaults."""
     import papermill
 
     return papermill.inspect_notebook(str(path))
 
 
 def check_parameters(notebooks: Sequence[Path], parameters: Mapping[str, Any]) -> None:
-    """Raise ValueError if a parameter is declared by none of ``notebooks``, listing the valid ones."""
+    """Raise ValueError, listing the valid names, for a parameter no notebook declares."""
     declared: set[str] = set()
     for path in notebooks:
         declared |= set(notebook_parameters(path))
     unknown = sorted(set(parameters) - declared)
     if unknown:
         raise ValueError(
-            f"unknown notebook parameter {unknown[0]!r}; valid parameters: {', '.join(sorted(declared))}"
+            f"unknown notebook parameter {unknown[0]!r}; "
+            f"valid parameters: {', '.join(sorted(declared))}"
         )
 
 
@@ -122,8 +123,13 @@ def _run_all(
         start = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(path), str(executed / path.name), parameters=params, kernel_name="python3",
-                cwd=str(path.parent), execution_timeout=CELL_TIMEOUT_S, progress_bar=False,
+                str(path),
+                str(executed / path.name),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(path.parent),
+                execution_timeout=CELL_TIMEOUT_S,
+                progress_bar=False,
             )
         except PapermillExecutionError as err:
             raise NotebookError(
@@ -131,7 +137,9 @@ def _run_all(
                 f"(executed copy: {executed / path.name})"
             ) from err
         times[path.stem] = round(time.perf_counter() - start, 1)
-        print(f"[{index}/{len(notebooks)}] {path.stem} done in {times[path.stem]:.1f} s", flush=True)
+        print(
+            f"[{index}/{len(notebooks)}] {path.stem} done in {times[path.stem]:.1f} s", flush=True
+        )
     return times
 
 

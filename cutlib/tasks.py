@@ -83,7 +83,9 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
-            raise ValueError(f"unknown task kind {self.kind!r}; valid kinds: {', '.join(TASK_KINDS)}")
+            raise ValueError(
+                f"unknown task kind {self.kind!r}; valid kinds: {', '.join(TASK_KINDS)}"
+            )
         if self.channels < 1:
             raise ValueError(f"task {self.name!r} needs at least one output channel")
         if self.kind == "seg" and self.ignore_value is None:
@@ -100,7 +102,9 @@ class TaskSpec:
         return MAIN_METRIC[self.kind]
 
 
-def select_tasks(specs: tuple[TaskSpec, ...], names: list[str] | tuple[str, ...] | None) -> tuple[TaskSpec, ...]:
+def select_tasks(
+    specs: tuple[TaskSpec, ...], names: list[str] | tuple[str, ...] | None
+) -> tuple[TaskSpec, ...]:
     """Return the specs named in ``names`` (in dataset order), or all of them for ``None``.
 
     Raises:

@@ -94,7 +94,7 @@ def mean_losses(
     device: torch.device,
     align: Align = "upsample",
 ) -> dict[str, float]:
-    """Sample-weighted mean of the λ-weighted loss (``"loss"``) and each task's loss, in eval mode."""
+    """Sample-weighted mean λ-weighted loss (``"loss"``) and task losses, in eval mode."""
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -126,8 +126,9 @@ def train(
     """Train ``model`` on ``tasks`` for ``config.iterations`` steps and keep the best validation
     checkpoint (loaded into ``model`` on return).
 
-    Only parameters with ``requires_grad`` are optimised, so frozen parts stay frozen. The seed fixes
-    the sampling order and augmentation; with the same seed on the same CPU, two runs are identical.
+    Only parameters with ``requires_grad`` are optimised, so frozen parts stay frozen. The seed
+    fixes the sampling order and augmentation; with the same seed on the same CPU, two runs are
+    identical.
 
     Example:
         >>> # result = train(net, tasks, train_set, val_set, TrainConfig(100, 8, 1e-3))

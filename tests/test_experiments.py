@@ -22,8 +22,17 @@ def test_dense_run_writes_the_contract_files(tmp_path: Path) -> None:
     record = run(SMOKE, progress=False, out=tmp_path / "out")
     m = record.metrics
     assert set(m) == {
-        "dataset", "method", "tasks", "profile", "seed", "sparsity", "params", "metrics",
-        "reference", "delta_mtl", "timings",
+        "dataset",
+        "method",
+        "tasks",
+        "profile",
+        "seed",
+        "sparsity",
+        "params",
+        "metrics",
+        "reference",
+        "delta_mtl",
+        "timings",
     }
     assert m["tasks"] == ["seg", "sn", "depth"] and m["delta_mtl"] == 0.0
     assert set(m["sparsity"]) == {"target", "achieved", "backbone", "heads"}
@@ -41,11 +50,15 @@ def test_dense_run_writes_the_contract_files(tmp_path: Path) -> None:
         assert (tmp_path / "out" / name).is_file()
 
 
-def test_task_subset_drops_heads_and_reuses_the_pretrained_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_task_subset_drops_heads_and_reuses_the_pretrained_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     full = run(SMOKE, progress=False)
     calls = []
     monkeypatch.setattr(experiments, "_pretrain", lambda ctx: calls.append(ctx) or None)
-    subset = run(RunConfig("synth-nyuv2", "dense", ("seg", "depth"), profile="smoke"), progress=False)
+    subset = run(
+        RunConfig("synth-nyuv2", "dense", ("seg", "depth"), profile="smoke"), progress=False
+    )
     assert not calls, "the cached pre-trained run must be reused"
     assert subset.metrics["tasks"] == ["seg", "depth"]
     assert subset.metrics["metrics"] == {t: full.metrics["metrics"][t] for t in ("seg", "depth")}
@@ -68,7 +81,9 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_interrupted_run_leaves_no_metrics(monkeypatch: pytest.MonkeyPatch, isolated_results: Path) -> None:
+def test_interrupted_run_leaves_no_metrics(
+    monkeypatch: pytest.MonkeyPatch, isolated_results: Path
+) -> None:
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
@@ -82,7 +97,9 @@ def test_run_id_depends_on_the_configuration() -> None:
     a = SMOKE.validated()
     assert run_id(a) == run_id(RunConfig("synth-nyuv2", profile="smoke").validated())
     assert run_id(a) != run_id(RunConfig("synth-nyuv2", profile="smoke", seed=1).validated())
-    assert run_id(a) != run_id(RunConfig("synth-nyuv2", tasks=("seg",), profile="smoke").validated())
+    assert run_id(a) != run_id(
+        RunConfig("synth-nyuv2", tasks=("seg",), profile="smoke").validated()
+    )
     assert run_id(a).startswith("synth-nyuv2-dense-seg+sn+depth-s0-smoke-seed0-")
 
 
@@ -90,5 +107,7 @@ def test_same_seed_gives_identical_metrics(tmp_path: Path, monkeypatch: pytest.M
     metrics = []
     for folder in ("a", "b"):
         monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path / folder))
-        metrics.append(json.loads((run(SMOKE, progress=False).directory / "metrics.json").read_text()))
+        metrics.append(
+            json.loads((run(SMOKE, progress=False).directory / "metrics.json").read_text())
+        )
     assert metrics[0]["metrics"] == metrics[1]["metrics"]

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ruff_check_is_clean() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)], capture_output=True, text=True
+        [sys.executable, "-m", "ruff", "check", "--quiet", str(ROOT)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

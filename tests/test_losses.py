@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cutlib.losses import multitask_loss, select_valid, task_loss, valid_mask
+from cutlib.losses import multitask_loss, task_loss, unit_vectors, valid_mask
 from cutlib.tasks import TaskSpec
 
 SEG = TaskSpec("seg", "seg", channels=2, ignore_value=255)
@@ -33,11 +33,13 @@ def test_valid_mask_per_kind() -> None:
     assert valid_mask(edge, image([0.0, 255.0])).tolist() == [[[True, True]]]
 
 
-def test_select_valid_rows() -> None:
-    pred = torch.arange(6.0).view(1, 2, 1, 3)  # channel 0: 0 1 2, channel 1: 3 4 5
-    rows, labels = select_valid(SEG, pred, torch.tensor([[[1, 255, 0]]]))
-    assert rows.tolist() == [[0.0, 3.0], [2.0, 5.0]]
-    assert labels.tolist() == [1, 0]
+def test_unit_vectors_matches_normalize_and_keeps_zero_vectors() -> None:
+    x = torch.tensor([[[[3.0, 0.0]], [[4.0, 0.0]], [[0.0, 0.0]]]])  # (1, 3, 1, 2)
+    out = unit_vectors(x)
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.6, 0.8, 0.0]))
+    assert torch.equal(out[0, :, 0, 1], torch.zeros(3))
+    y = torch.randn(2, 3, 4, 5)
+    assert torch.allclose(unit_vectors(y), F.normalize(y, dim=1), atol=1e-6)
 
 
 def test_cross_entropy_two_pixels_and_class_weights() -> None:

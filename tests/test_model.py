@@ -48,14 +48,19 @@ def test_paper_backbone_pieces() -> None:
     )
     assert (stem, shortcuts) == (9_408, 172_032)
     assert [stage[0].downsample is not None for stage in model.backbone.stages] == [
-        False, True, True, True,
+        False,
+        True,
+        True,
+        True,
     ]
 
 
 @pytest.mark.parametrize(
     ("size", "expected"), [((321, 321), (41, 41)), ((224, 224), (29, 29)), ((256, 512), (33, 65))]
 )
-def test_output_stride_8_with_ceil_mode_pool(size: tuple[int, int], expected: tuple[int, int]) -> None:
+def test_output_stride_8_with_ceil_mode_pool(
+    size: tuple[int, int], expected: tuple[int, int]
+) -> None:
     model = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.0625, 4, (1, 2, 3, 4))
     with torch.no_grad():
         out = model.eval()(torch.zeros(1, 3, *size))

@@ -28,7 +28,9 @@ def test_every_notebook_declares_typed_parameters_and_opens_with_prose() -> None
 
 
 @pytest.mark.slow
-def test_smoke_reproduce_runs_every_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_reproduce_runs_every_notebook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "smoke"
     assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 0
     names = [p.stem for p in list_notebooks()]

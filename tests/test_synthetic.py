@@ -33,7 +33,7 @@ def _interior(seg: np.ndarray, radius: int) -> np.ndarray:
     inside = np.ones(seg.shape, dtype=bool)
     for dy in range(2 * radius + 1):
         for dx in range(2 * radius + 1):
-            inside &= padded[:, dy:dy + h, dx:dx + w] == seg
+            inside &= padded[:, dy : dy + h, dx : dx + w] == seg
     return inside
 
 
@@ -127,8 +127,9 @@ def _camera_rays(scene, h: int, w: int) -> np.ndarray:
     f = w / 2 / math.tan(scene.hfov / 2)
     x = (np.arange(w) + 0.5 - w / 2) / f
     y = (np.arange(h) + 0.5 - h / 2) / f
-    return np.stack([np.broadcast_to(x[None], (h, w)), np.broadcast_to(y[:, None], (h, w)),
-                     np.ones((h, w))])
+    return np.stack(
+        [np.broadcast_to(x[None], (h, w)), np.broadcast_to(y[:, None], (h, w)), np.ones((h, w))]
+    )
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

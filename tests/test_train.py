@@ -17,7 +17,12 @@ def _setup(seed: int = 0) -> tuple:
     tasks = dataset_tasks(DATASET, profile)
     torch.manual_seed(seed)
     model = SceneNet(tasks, **profile["model"])
-    return model, tasks, load_dataset(DATASET, "train", profile, 0), load_dataset(DATASET, "val", profile, 0)
+    return (
+        model,
+        tasks,
+        load_dataset(DATASET, "train", profile, 0),
+        load_dataset(DATASET, "val", profile, 0),
+    )
 
 
 def test_short_training_lowers_the_loss() -> None:

@@ -45,7 +45,11 @@ def _synthetic_info(preset_name: str) -> DatasetInfo:
     for kind in preset.tasks:
         if kind == "seg":
             spec = TaskSpec(
-                "seg", "seg", len(preset.class_names), SYNTHETIC_LOSS_WEIGHTS["seg"], 255,
+                "seg",
+                "seg",
+                len(preset.class_names),
+                SYNTHETIC_LOSS_WEIGHTS["seg"],
+                255,
                 tuple(preset.class_names),
             )
         else:

@@ -29,7 +29,9 @@ class ArrayDataset(Dataset):
     ) -> None:
         missing = [t.name for t in tasks if t.name not in arrays]
         if "image" not in arrays or missing:
-            raise ValueError(f"arrays lack {['image', *missing] if 'image' not in arrays else missing}")
+            raise ValueError(
+                f"arrays lack {['image', *missing] if 'image' not in arrays else missing}"
+            )
         self.arrays = arrays
         self.tasks = tuple(tasks)
         self.transform = build_transform(augment)

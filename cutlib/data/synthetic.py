@@ -87,8 +87,21 @@ PRESETS: dict[str, SyntheticPreset] = {
             "synth-nyuv2",
             "room",
             ("seg", "sn", "depth"),
-            ("wall", "floor", "ceiling", "bed", "cabinet", "sofa", "table", "chair", "tv",
-             "painting", "window", "lamp", "object"),
+            (
+                "wall",
+                "floor",
+                "ceiling",
+                "bed",
+                "cabinet",
+                "sofa",
+                "table",
+                "chair",
+                "tv",
+                "painting",
+                "window",
+                "lamp",
+                "object",
+            ),
         ),
         SyntheticPreset(
             "synth-cityscapes",
@@ -100,8 +113,24 @@ PRESETS: dict[str, SyntheticPreset] = {
             "synth-taskonomy",
             "room",
             ("seg", "sn", "depth", "keypoint", "edge"),
-            ("wall", "floor", "ceiling", "bed", "cabinet", "shelf", "sofa", "table", "chair", "tv",
-             "painting", "window", "lamp", "rug", "plant", "ball"),
+            (
+                "wall",
+                "floor",
+                "ceiling",
+                "bed",
+                "cabinet",
+                "shelf",
+                "sofa",
+                "table",
+                "chair",
+                "tv",
+                "painting",
+                "window",
+                "lamp",
+                "rug",
+                "plant",
+                "ball",
+            ),
         ),
     )
 }
@@ -159,56 +188,141 @@ _WOODS = ((0.04, 0.11), (0.35, 0.75), (0.3, 0.75))
 
 _STYLES: dict[str, _Style] = {
     # room
-    "wall": _Style(((_PLAIN, 0.55), (_STRIPES, 0.2), (_NOISE, 0.15), (_DOTS, 0.1)),
-                   (_ANY_HUE, (0.0, 0.35), (0.55, 0.95)), (0.1, 0.5), (0.05, 0.25)),
-    "floor": _Style(((_STRIPES, 0.3), (_CHECKER, 0.3), (_NOISE, 0.25), (_PLAIN, 0.15)),
-                    ((0.0, 0.15), (0.1, 0.6), (0.25, 0.8)), (0.15, 0.6), (0.15, 0.5)),
+    "wall": _Style(
+        ((_PLAIN, 0.55), (_STRIPES, 0.2), (_NOISE, 0.15), (_DOTS, 0.1)),
+        (_ANY_HUE, (0.0, 0.35), (0.55, 0.95)),
+        (0.1, 0.5),
+        (0.05, 0.25),
+    ),
+    "floor": _Style(
+        ((_STRIPES, 0.3), (_CHECKER, 0.3), (_NOISE, 0.25), (_PLAIN, 0.15)),
+        ((0.0, 0.15), (0.1, 0.6), (0.25, 0.8)),
+        (0.15, 0.6),
+        (0.15, 0.5),
+    ),
     "ceiling": _Style(((_PLAIN, 1.0),), (_ANY_HUE, (0.0, 0.1), (0.8, 1.0))),
-    "bed": _Style(((_NOISE, 0.4), (_PLAIN, 0.3), (_STRIPES, 0.3)),
-                  (_ANY_HUE, (0.1, 0.6), (0.5, 0.95)), (0.1, 0.5), (0.1, 0.35)),
+    "bed": _Style(
+        ((_NOISE, 0.4), (_PLAIN, 0.3), (_STRIPES, 0.3)),
+        (_ANY_HUE, (0.1, 0.6), (0.5, 0.95)),
+        (0.1, 0.5),
+        (0.1, 0.35),
+    ),
     "wood": _Style(((_WOOD, 0.7), (_PLAIN, 0.3)), _WOODS, (0.1, 0.4), (0.25, 0.55)),
-    "shelf": _Style(((_STRIPES, 0.6), (_GRID, 0.4)), ((0.04, 0.11), (0.2, 0.6), (0.55, 0.9)),
-                    (0.15, 0.4), (0.6, 1.0), (_ANY_HUE, (0.4, 0.9), (0.1, 0.45)), (0.15, 0.3)),
-    "fabric": _Style(((_NOISE, 0.5), (_PLAIN, 0.5)),
-                     (_ANY_HUE, (0.2, 0.7), (0.3, 0.85)), (0.1, 0.4), (0.1, 0.35)),
-    "chair": _Style(((_PLAIN, 0.6), (_STRIPES, 0.4)),
-                    (_ANY_HUE, (0.2, 0.8), (0.2, 0.9)), (0.08, 0.25), (0.2, 0.5)),
+    "shelf": _Style(
+        ((_STRIPES, 0.6), (_GRID, 0.4)),
+        ((0.04, 0.11), (0.2, 0.6), (0.55, 0.9)),
+        (0.15, 0.4),
+        (0.6, 1.0),
+        (_ANY_HUE, (0.4, 0.9), (0.1, 0.45)),
+        (0.15, 0.3),
+    ),
+    "fabric": _Style(
+        ((_NOISE, 0.5), (_PLAIN, 0.5)), (_ANY_HUE, (0.2, 0.7), (0.3, 0.85)), (0.1, 0.4), (0.1, 0.35)
+    ),
+    "chair": _Style(
+        ((_PLAIN, 0.6), (_STRIPES, 0.4)),
+        (_ANY_HUE, (0.2, 0.8), (0.2, 0.9)),
+        (0.08, 0.25),
+        (0.2, 0.5),
+    ),
     "metal": _Style(((_PLAIN, 1.0),), (_ANY_HUE, (0.0, 0.15), (0.1, 0.5))),
     "tv": _Style(((_PLAIN, 1.0),), (_ANY_HUE, (0.0, 0.2), (0.02, 0.1))),
-    "painting": _Style(((_NOISE, 0.4), (_DOTS, 0.3), (_CHECKER, 0.3)), _VIVID,
-                       (0.1, 0.4), (0.6, 1.0), _VIVID),
-    "window": _Style(((_GRID, 1.0),), ((0.5, 0.65), (0.05, 0.35), (0.75, 1.0)),
-                     (0.3, 0.7), (0.6, 1.0), (_ANY_HUE, (0.0, 0.3), (0.05, 0.95)), (0.06, 0.15)),
-    "lampshade": _Style(((_PLAIN, 0.7), (_STRIPES, 0.3)),
-                        ((0.05, 0.18), (0.05, 0.5), (0.8, 1.0)), (0.06, 0.2), (0.2, 0.4)),
-    "rug": _Style(((_CHECKER, 0.3), (_STRIPES, 0.3), (_DOTS, 0.2), (_GRID, 0.2)), _VIVID,
-                  (0.15, 0.5), (0.5, 1.0), _VIVID),
-    "foliage": _Style(((_NOISE, 1.0),), ((0.22, 0.38), (0.5, 0.9), (0.25, 0.7)),
-                      (0.08, 0.25), (0.4, 0.8)),
-    "pot": _Style(((_PLAIN, 0.7), (_STRIPES, 0.3)),
-                  ((0.0, 0.1), (0.3, 0.7), (0.3, 0.8)), (0.06, 0.15), (0.2, 0.5)),
-    "ball": _Style(((_DOTS, 0.35), (_CHECKER, 0.35), (_STRIPES, 0.3)), _VIVID,
-                   (0.1, 0.25), (0.6, 1.0), _VIVID),
-    "object": _Style(((_CHECKER, 0.2), (_STRIPES, 0.2), (_DOTS, 0.2), (_NOISE, 0.2),
-                      (_PLAIN, 0.2)), _VIVID, (0.08, 0.3), (0.4, 1.0), _VIVID),
+    "painting": _Style(
+        ((_NOISE, 0.4), (_DOTS, 0.3), (_CHECKER, 0.3)), _VIVID, (0.1, 0.4), (0.6, 1.0), _VIVID
+    ),
+    "window": _Style(
+        ((_GRID, 1.0),),
+        ((0.5, 0.65), (0.05, 0.35), (0.75, 1.0)),
+        (0.3, 0.7),
+        (0.6, 1.0),
+        (_ANY_HUE, (0.0, 0.3), (0.05, 0.95)),
+        (0.06, 0.15),
+    ),
+    "lampshade": _Style(
+        ((_PLAIN, 0.7), (_STRIPES, 0.3)),
+        ((0.05, 0.18), (0.05, 0.5), (0.8, 1.0)),
+        (0.06, 0.2),
+        (0.2, 0.4),
+    ),
+    "rug": _Style(
+        ((_CHECKER, 0.3), (_STRIPES, 0.3), (_DOTS, 0.2), (_GRID, 0.2)),
+        _VIVID,
+        (0.15, 0.5),
+        (0.5, 1.0),
+        _VIVID,
+    ),
+    "foliage": _Style(
+        ((_NOISE, 1.0),), ((0.22, 0.38), (0.5, 0.9), (0.25, 0.7)), (0.08, 0.25), (0.4, 0.8)
+    ),
+    "pot": _Style(
+        ((_PLAIN, 0.7), (_STRIPES, 0.3)),
+        ((0.0, 0.1), (0.3, 0.7), (0.3, 0.8)),
+        (0.06, 0.15),
+        (0.2, 0.5),
+    ),
+    "ball": _Style(
+        ((_DOTS, 0.35), (_CHECKER, 0.35), (_STRIPES, 0.3)), _VIVID, (0.1, 0.25), (0.6, 1.0), _VIVID
+    ),
+    "object": _Style(
+        ((_CHECKER, 0.2), (_STRIPES, 0.2), (_DOTS, 0.2), (_NOISE, 0.2), (_PLAIN, 0.2)),
+        _VIVID,
+        (0.08, 0.3),
+        (0.4, 1.0),
+        _VIVID,
+    ),
     # street
-    "sidewalk": _Style(((_CHECKER, 0.35), (_GRID, 0.35), (_PLAIN, 0.3)),
-                       ((0.05, 0.15), (0.0, 0.25), (0.45, 0.8)), (0.3, 0.8), (0.1, 0.3),
-                       grid=(0.05, 0.12)),
-    "facade": _Style(((_BRICK, 0.45), (_PLAIN, 0.55)),
-                     ((0.0, 0.15), (0.05, 0.5), (0.35, 0.9)), (0.3, 0.6), (0.2, 0.4)),
-    "windows": _Style(((_GRID, 1.0),), ((0.5, 0.65), (0.05, 0.4), (0.05, 0.35)), (2.0, 4.0),
-                      (0.6, 1.0), ((0.0, 0.15), (0.05, 0.5), (0.35, 0.9)), (0.3, 0.6)),
-    "lowwall": _Style(((_BRICK, 0.4), (_PLAIN, 0.3), (_STRIPES, 0.3)),
-                      ((0.0, 0.12), (0.0, 0.5), (0.3, 0.8)), (0.15, 0.5), (0.15, 0.45)),
-    "pole": _Style(((_PLAIN, 0.8), (_STRIPES, 0.2)),
-                   (_ANY_HUE, (0.0, 0.2), (0.15, 0.6)), (0.3, 0.6), (0.3, 0.6)),
-    "sign": _Style(((_PLAIN, 0.6), (_DOTS, 0.4)), ((0.0, 0.7), (0.6, 1.0), (0.5, 0.95)),
-                   (0.3, 0.6), (0.6, 1.0), ((0.0, 1.0), (0.0, 0.1), (0.9, 1.0))),
-    "bark": _Style(((_PLAIN, 0.5), (_STRIPES, 0.5)),
-                   ((0.05, 0.1), (0.3, 0.6), (0.15, 0.4)), (0.08, 0.2), (0.2, 0.4)),
-    "clothes": _Style(((_PLAIN, 0.6), (_STRIPES, 0.4)), (_ANY_HUE, (0.1, 0.9), (0.1, 0.9)),
-                      (0.1, 0.25), (0.3, 0.7)),
+    "sidewalk": _Style(
+        ((_CHECKER, 0.35), (_GRID, 0.35), (_PLAIN, 0.3)),
+        ((0.05, 0.15), (0.0, 0.25), (0.45, 0.8)),
+        (0.3, 0.8),
+        (0.1, 0.3),
+        grid=(0.05, 0.12),
+    ),
+    "facade": _Style(
+        ((_BRICK, 0.45), (_PLAIN, 0.55)),
+        ((0.0, 0.15), (0.05, 0.5), (0.35, 0.9)),
+        (0.3, 0.6),
+        (0.2, 0.4),
+    ),
+    "windows": _Style(
+        ((_GRID, 1.0),),
+        ((0.5, 0.65), (0.05, 0.4), (0.05, 0.35)),
+        (2.0, 4.0),
+        (0.6, 1.0),
+        ((0.0, 0.15), (0.05, 0.5), (0.35, 0.9)),
+        (0.3, 0.6),
+    ),
+    "lowwall": _Style(
+        ((_BRICK, 0.4), (_PLAIN, 0.3), (_STRIPES, 0.3)),
+        ((0.0, 0.12), (0.0, 0.5), (0.3, 0.8)),
+        (0.15, 0.5),
+        (0.15, 0.45),
+    ),
+    "pole": _Style(
+        ((_PLAIN, 0.8), (_STRIPES, 0.2)),
+        (_ANY_HUE, (0.0, 0.2), (0.15, 0.6)),
+        (0.3, 0.6),
+        (0.3, 0.6),
+    ),
+    "sign": _Style(
+        ((_PLAIN, 0.6), (_DOTS, 0.4)),
+        ((0.0, 0.7), (0.6, 1.0), (0.5, 0.95)),
+        (0.3, 0.6),
+        (0.6, 1.0),
+        ((0.0, 1.0), (0.0, 0.1), (0.9, 1.0)),
+    ),
+    "bark": _Style(
+        ((_PLAIN, 0.5), (_STRIPES, 0.5)),
+        ((0.05, 0.1), (0.3, 0.6), (0.15, 0.4)),
+        (0.08, 0.2),
+        (0.2, 0.4),
+    ),
+    "clothes": _Style(
+        ((_PLAIN, 0.6), (_STRIPES, 0.4)),
+        (_ANY_HUE, (0.1, 0.9), (0.1, 0.9)),
+        (0.1, 0.25),
+        (0.3, 0.7),
+    ),
     "skin": _Style(((_PLAIN, 1.0),), ((0.03, 0.1), (0.25, 0.6), (0.35, 0.9))),
     "paint": _Style(((_PLAIN, 1.0),), (_ANY_HUE, (0.0, 0.9), (0.1, 0.95))),
     "glass": _Style(((_PLAIN, 1.0),), ((0.5, 0.7), (0.1, 0.4), (0.05, 0.25))),
@@ -295,8 +409,7 @@ def _material(rng: _Draw, style_name: str) -> _Material:
     else:  # checker
         p = ()
         mean, feature = 0.5, 1.0
-    return _Material(family, c0, tuple(c1), scale, float(angle), p, offset, mean,
-                     feature * scale)
+    return _Material(family, c0, tuple(c1), scale, float(angle), p, offset, mean, feature * scale)
 
 
 def _road_material(rng: _Draw, half_width: float, length: float) -> _Material:
@@ -311,8 +424,9 @@ def _road_material(rng: _Draw, half_width: float, length: float) -> _Material:
     else:
         crossing = (-1.0, -1.0)
     params = (half_width, rng.uniform(0, 1), lanes, *crossing)
-    return _Material(_ROAD, c0, (white, white, white * 0.97), params=params, mean=0.05,
-                     feature=0.12)
+    return _Material(
+        _ROAD, c0, (white, white, white * 0.97), params=params, mean=0.05, feature=0.12
+    )
 
 
 def _value_noise(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -548,8 +662,10 @@ class _Layout:
         self.boxes: list[tuple[float, float, float, float]] = []
 
     def free(self, x: float, z: float, ex: float, ez: float) -> bool:
-        return all(x + ex < x0 or x - ex > x1 or z + ez < z0 or z - ez > z1
-                   for x0, x1, z0, z1 in self.boxes)
+        return all(
+            x + ex < x0 or x - ex > x1 or z + ez < z0 or z - ez > z1
+            for x0, x1, z0, z1 in self.boxes
+        )
 
     def take(self, x: float, z: float, ex: float, ez: float) -> None:
         self.boxes.append((x - ex, x + ex, z - ez, z + ez))
@@ -561,9 +677,15 @@ def _furniture(rng: _Draw, kind: str, cls: int) -> tuple[list[_Prim], float, flo
     u = rng.uniform
     if kind == "bed":
         hx, hz, h, head = u(0.6, 0.9), u(0.95, 1.1), u(0.45, 0.65), u(0.9, 1.2)
-        return [_box(cls, (0, h / 2, -0.04), (hx, h / 2, hz - 0.04), _material(rng, "bed")),
-                _box(cls, (0, head / 2, hz - 0.04), (hx, head / 2, 0.04),
-                     _material(rng, "wood"))], hx, hz, 0.8
+        return (
+            [
+                _box(cls, (0, h / 2, -0.04), (hx, h / 2, hz - 0.04), _material(rng, "bed")),
+                _box(cls, (0, head / 2, hz - 0.04), (hx, head / 2, 0.04), _material(rng, "wood")),
+            ],
+            hx,
+            hz,
+            0.8,
+        )
     if kind in ("cabinet", "shelf"):
         hx, hz, h = u(0.3, 0.7), u(0.2, 0.3), u(0.8, 2.0) if kind == "cabinet" else u(1.2, 2.05)
         style = "wood" if kind == "cabinet" else "shelf"
@@ -571,8 +693,15 @@ def _furniture(rng: _Draw, kind: str, cls: int) -> tuple[list[_Prim], float, flo
     if kind == "sofa":
         hx, hz, seat, back = u(0.8, 1.2), u(0.4, 0.5), u(0.4, 0.5), u(0.8, 0.95)
         mat = _material(rng, "fabric")
-        return [_box(cls, (0, seat / 2, -0.1), (hx, seat / 2, hz - 0.1), mat),
-                _box(cls, (0, back / 2, hz - 0.1), (hx, back / 2, 0.1), mat)], hx, hz, 0.6
+        return (
+            [
+                _box(cls, (0, seat / 2, -0.1), (hx, seat / 2, hz - 0.1), mat),
+                _box(cls, (0, back / 2, hz - 0.1), (hx, back / 2, 0.1), mat),
+            ],
+            hx,
+            hz,
+            0.6,
+        )
     if kind in ("table", "chair"):
         hx, hz = (u(0.4, 0.9), u(0.3, 0.5)) if kind == "table" else (u(0.22, 0.28), u(0.22, 0.28))
         h, thick = (u(0.7, 0.8), 0.05) if kind == "table" else (u(0.42, 0.5), 0.06)
@@ -586,26 +715,47 @@ def _furniture(rng: _Draw, kind: str, cls: int) -> tuple[list[_Prim], float, flo
         if kind == "table" and rng.random() < 0.5:  # pedestal
             prims.append(_cylinder(cls, 0, 0, h - thick, 0, u(0.05, 0.08), leg_mat))
         elif kind == "table":  # four legs
-            prims += [_box(cls, (sx * (hx - leg), under, sz * (hz - leg)), (leg, under, leg),
-                           leg_mat) for sx in (-1, 1) for sz in (-1, 1)]
+            prims += [
+                _box(cls, (sx * (hx - leg), under, sz * (hz - leg)), (leg, under, leg), leg_mat)
+                for sx in (-1, 1)
+                for sz in (-1, 1)
+            ]
         else:  # sled base: two side panels
-            prims += [_box(cls, (sx * (hx - leg), under, 0), (leg, under, hz), leg_mat)
-                      for sx in (-1, 1)]
+            prims += [
+                _box(cls, (sx * (hx - leg), under, 0), (leg, under, hz), leg_mat) for sx in (-1, 1)
+            ]
         return prims, hx, hz, 0.2
     if kind == "lamp":
         h, r, shade = u(1.2, 1.6), u(0.2, 0.35), u(0.3, 0.45)
-        return [_cylinder(cls, 0, 0, h, 0, 0.04, _material(rng, "metal")),
-                _cylinder(cls, 0, h, h + shade, 0, r, _material(rng, "lampshade"))], r, r, 0.3
+        return (
+            [
+                _cylinder(cls, 0, 0, h, 0, 0.04, _material(rng, "metal")),
+                _cylinder(cls, 0, h, h + shade, 0, r, _material(rng, "lampshade")),
+            ],
+            r,
+            r,
+            0.3,
+        )
     if kind == "rug":
         hx, hz = u(0.6, 1.3), u(0.4, 1.0)
-        return [_box(cls, (0, 0.008, 0), (hx, 0.008, hz), _material(rng, "rug"),
-                     casts_shadow=False)], hx, hz, 0.0
+        return (
+            [_box(cls, (0, 0.008, 0), (hx, 0.008, hz), _material(rng, "rug"), casts_shadow=False)],
+            hx,
+            hz,
+            0.0,
+        )
     if kind == "plant":
         r, pot = u(0.13, 0.22), u(0.3, 0.5)
         crown = u(0.3, 0.5)
-        return [_cylinder(cls, 0, 0, pot, 0, r, _material(rng, "pot")),
-                _sphere(cls, (0, pot + crown * 0.8, 0), crown, _material(rng, "foliage"))], \
-            crown, crown, 0.3
+        return (
+            [
+                _cylinder(cls, 0, 0, pot, 0, r, _material(rng, "pot")),
+                _sphere(cls, (0, pot + crown * 0.8, 0), crown, _material(rng, "foliage")),
+            ],
+            crown,
+            crown,
+            0.3,
+        )
     # ball / object: balls, crates and vases
     shape = 0 if kind == "ball" else rng.integers(3)
     style = "ball" if kind == "ball" else "object"
@@ -652,11 +802,33 @@ _WALL_ITEMS = {  # width, height, bottom ranges (metres) of items hung on walls
 }
 
 _ROOM_OBJECTS = {  # object kind -> sampling weight, per preset
-    "synth-nyuv2": {"bed": 0.07, "cabinet": 0.12, "sofa": 0.09, "table": 0.11, "chair": 0.12,
-                    "tv": 0.07, "painting": 0.1, "window": 0.09, "lamp": 0.08, "object": 0.15},
-    "synth-taskonomy": {"bed": 0.05, "cabinet": 0.08, "shelf": 0.08, "sofa": 0.06,
-                        "table": 0.07, "chair": 0.08, "tv": 0.05, "painting": 0.07,
-                        "window": 0.07, "lamp": 0.06, "rug": 0.08, "plant": 0.08, "ball": 0.12},
+    "synth-nyuv2": {
+        "bed": 0.07,
+        "cabinet": 0.12,
+        "sofa": 0.09,
+        "table": 0.11,
+        "chair": 0.12,
+        "tv": 0.07,
+        "painting": 0.1,
+        "window": 0.09,
+        "lamp": 0.08,
+        "object": 0.15,
+    },
+    "synth-taskonomy": {
+        "bed": 0.05,
+        "cabinet": 0.08,
+        "shelf": 0.08,
+        "sofa": 0.06,
+        "table": 0.07,
+        "chair": 0.08,
+        "tv": 0.05,
+        "painting": 0.07,
+        "window": 0.07,
+        "lamp": 0.06,
+        "rug": 0.08,
+        "plant": 0.08,
+        "ball": 0.12,
+    },
 }
 
 
@@ -669,16 +841,25 @@ def _wall_item(rng: _Draw, kind: str, cls: int, room: _Room, walls) -> list[_Pri
     w, h = u(w0, w1), u(h0, h1)
     bottom = min(u(b0, b1), room.hy - h - 0.1)
     depth = 0.06 if kind == "tv" else 0.03
-    item = [_box(cls, (0, bottom + h / 2, 0), (w / 2, h / 2, depth / 2), _material(rng, kind),
-                 casts_shadow=False)]
+    item = [
+        _box(
+            cls,
+            (0, bottom + h / 2, 0),
+            (w / 2, h / 2, depth / 2),
+            _material(rng, kind),
+            casts_shadow=False,
+        )
+    ]
     for _ in range(10):
         side = _pick(rng, ((0, 0.6), (1, 0.2), (2, 0.2)))
         lo, hi = (-room.wx / 2, room.wx / 2) if side == 0 else (0.6, room.dz)
         if hi - lo < w + 0.2:
             continue
         a = u(lo + 0.1 + w / 2, hi - 0.1 - w / 2)
-        if any(a + w / 2 > a0 and a - w / 2 < a1 and bottom + h > y0 and bottom < y1
-               for a0, a1, y0, y1 in walls[side]):
+        if any(
+            a + w / 2 > a0 and a - w / 2 < a1 and bottom + h > y0 and bottom < y1
+            for a0, a1, y0, y1 in walls[side]
+        ):
             continue
         walls[side].append((a - w / 2, a + w / 2, bottom, bottom + h))
         if side == 0:
@@ -693,8 +874,15 @@ def _room_scene(gen: np.random.Generator, preset: SyntheticPreset) -> _Scene:
     cid = preset.class_names.index
     u = rng.uniform
     wx, hy, dz = u(3.5, 5.5), u(2.4, 3.0), u(4.0, 6.5)
-    env = _Room(wx, hy, dz, _material(rng, "wall"), _material(rng, "floor"),
-                _material(rng, "ceiling"), (cid("wall"), cid("floor"), cid("ceiling")))
+    env = _Room(
+        wx,
+        hy,
+        dz,
+        _material(rng, "wall"),
+        _material(rng, "floor"),
+        _material(rng, "ceiling"),
+        (cid("wall"), cid("floor"), cid("ceiling")),
+    )
     camera = (u(-wx / 2 + 0.4, wx / 2 - 0.4), u(1.1, 1.6), u(0.2, 0.7))
     target = (u(-wx / 4, wx / 4), u(0.5 * dz, 0.9 * dz))
     yaw = math.atan2(target[0] - camera[0], target[1] - camera[2]) + u(-0.2, 0.2)
@@ -723,9 +911,20 @@ def _room_scene(gen: np.random.Generator, preset: SyntheticPreset) -> _Scene:
                 break
 
     light = (u(-wx / 2 + 0.5, wx / 2 - 0.5), hy - u(0.15, 0.35), u(0.5, dz - 0.5))
-    return _Scene(env, prims, camera, yaw, pitch, hfov, light, True, _light(rng, 0.9, 1.5),
-                  _light(rng, 0.25, 0.45), gen.random((_NOISE_CELLS,) * 2, dtype=np.float32),
-                  u(1.0, 5.0))
+    return _Scene(
+        env,
+        prims,
+        camera,
+        yaw,
+        pitch,
+        hfov,
+        light,
+        True,
+        _light(rng, 0.9, 1.5),
+        _light(rng, 0.25, 0.45),
+        gen.random((_NOISE_CELLS,) * 2, dtype=np.float32),
+        u(1.0, 5.0),
+    )
 
 
 def _facade(rng: _Draw) -> _Material:
@@ -736,12 +935,15 @@ def _facade(rng: _Draw) -> _Material:
 def _tree(rng: _Draw, cls: int) -> list[_Prim]:
     """A trunk and a round crown around the origin."""
     r, h, crown = rng.uniform(0.12, 0.25), rng.uniform(2.0, 3.5), rng.uniform(1.2, 2.5)
-    return [_cylinder(cls, 0, 0, h, 0, r, _material(rng, "bark")),
-            _sphere(cls, (0, h + 0.6 * crown, 0), crown, _material(rng, "foliage"))]
+    return [
+        _cylinder(cls, 0, 0, h, 0, r, _material(rng, "bark")),
+        _sphere(cls, (0, h + 0.6 * crown, 0), crown, _material(rng, "foliage")),
+    ]
 
 
-def _street_objects(rng: _Draw, cid, hw: float, sw: float, length: float,
-                    lane: float) -> list[_Prim]:
+def _street_objects(
+    rng: _Draw, cid, hw: float, sw: float, length: float, lane: float
+) -> list[_Prim]:
     """Cars, people, poles, trees, low walls and hedges along the street; ``lane`` is the x of
     the camera, which often follows a car."""
     u = rng.uniform
@@ -757,8 +959,10 @@ def _street_objects(rng: _Draw, cid, hw: float, sw: float, length: float,
     for i in range(rng.integers(2, 11)):
         hx, hy, hz = u(0.85, 0.95), u(0.35, 0.45), u(1.9, 2.4)
         cab = (u(0.72, 0.82), u(0.25, 0.3), hz * u(0.45, 0.6))
-        parts = [_box(car, (0, 0.2 + hy, 0), (hx, hy, hz), _material(rng, "paint")),
-                 _box(car, (0, 0.2 + 2 * hy + cab[1], -0.15 * hz), cab, _material(rng, "glass"))]
+        parts = [
+            _box(car, (0, 0.2 + hy, 0), (hx, hy, hz), _material(rng, "paint")),
+            _box(car, (0, 0.2 + 2 * hy + cab[1], -0.15 * hz), cab, _material(rng, "glass")),
+        ]
         if i == 0 and rng.random() < 0.7:  # the car ahead
             x, z, yaw = lane + u(-0.5, 0.5), u(5.0, 12.0), u(-0.08, 0.08)
         elif rng.random() < 0.6:  # parked along a kerb
@@ -772,8 +976,10 @@ def _street_objects(rng: _Draw, cid, hw: float, sw: float, length: float,
     person = cid("person")
     for _ in range(rng.integers(1, 7)):
         r, h, head = u(0.22, 0.3), u(1.2, 1.45), u(0.11, 0.14)
-        parts = [_cylinder(person, 0, 0, h, 0, r, _material(rng, "clothes")),
-                 _sphere(person, (0, h + 0.9 * head, 0), head, _material(rng, "skin"))]
+        parts = [
+            _cylinder(person, 0, 0, h, 0, r, _material(rng, "clothes")),
+            _sphere(person, (0, h + 0.9 * head, 0), head, _material(rng, "skin")),
+        ]
         sign = 1.0 if rng.random() < 0.5 else -1.0
         x = sign * (hw + u(0.5, sw - 0.3)) if rng.random() < 0.8 else u(-hw + 0.5, hw - 0.5)
         put(parts, x, u(2.5, 14.0), 0.0, r, r)
@@ -784,8 +990,9 @@ def _street_objects(rng: _Draw, cid, hw: float, sw: float, length: float,
         parts = [_cylinder(pole, 0, 0, h, 0, r, _material(rng, "pole"))]
         if rng.random() < 0.5:
             hs = u(0.35, 0.55)
-            parts.append(_box(pole, (0, h - hs - 0.2, -r - 0.03), (hs, hs, 0.03),
-                              _material(rng, "sign")))
+            parts.append(
+                _box(pole, (0, h - hs - 0.2, -r - 0.03), (hs, hs, 0.03), _material(rng, "sign"))
+            )
         sign = 1.0 if rng.random() < 0.5 else -1.0
         put(parts, sign * (hw + u(0.3, 0.6)), u(3.0, 0.7 * length), 0.0, r, r)
 
@@ -804,8 +1011,14 @@ def _street_objects(rng: _Draw, cid, hw: float, sw: float, length: float,
             cls, h, half_thick, style = vegetation, u(0.7, 1.5), u(0.3, 0.5), "foliage"
         parts = [_box(cls, (0, h / 2, 0), (half_thick, h / 2, half_len), _material(rng, style))]
         sign = 1.0 if rng.random() < 0.5 else -1.0
-        put(parts, sign * (hw + sw - half_thick - u(0.05, 0.3)), u(2.0, 0.6 * length), 0.0,
-            half_thick, half_len)
+        put(
+            parts,
+            sign * (hw + sw - half_thick - u(0.05, 0.3)),
+            u(2.0, 0.6 * length),
+            0.0,
+            half_thick,
+            half_len,
+        )
     return prims
 
 
@@ -817,50 +1030,94 @@ def _street_scene(gen: np.random.Generator, preset: SyntheticPreset) -> _Scene:
     horizon = _hsv(rng, ((0.55, 0.62), (0.0, 0.15), (0.75, 0.95)))
     overcast = rng.random() < 0.4
     zenith = _hsv(rng, ((0.55, 0.65), (0.0, 0.15) if overcast else (0.4, 0.8), (0.6, 0.95)))
-    env = _Street(hw, _road_material(rng, hw, length), _material(rng, "sidewalk"), horizon,
-                  zenith, (cid("road"), cid("sidewalk"), cid("sky")))
+    env = _Street(
+        hw,
+        _road_material(rng, hw, length),
+        _material(rng, "sidewalk"),
+        horizon,
+        zenith,
+        (cid("road"), cid("sidewalk"), cid("sky")),
+    )
     building = cid("building")
     prims: list[_Prim] = []
     for sign in (-1.0, 1.0):
-        prims.append(_box(cid("sidewalk"), (sign * (hw + 20), curb / 2, (length - 17) / 2),
-                          (20.0, curb / 2, (length + 17) / 2), env.sidewalk, casts_shadow=False))
+        prims.append(
+            _box(
+                cid("sidewalk"),
+                (sign * (hw + 20), curb / 2, (length - 17) / 2),
+                (20.0, curb / 2, (length + 17) / 2),
+                env.sidewalk,
+                casts_shadow=False,
+            )
+        )
         z = -15.0
         while z < length:
             width, front = u(6.0, 20.0), hw + sw + u(0.0, 1.5)
             if rng.random() < 0.25:  # a yard: wall on the building line, trees, house set back
                 wall = u(1.5, 3.0)
-                prims.append(_box(cid("wall"), (sign * (front + 0.15), wall / 2, z + width / 2),
-                                  (0.15, wall / 2, width / 2), _material(rng, "lowwall")))
+                prims.append(
+                    _box(
+                        cid("wall"),
+                        (sign * (front + 0.15), wall / 2, z + width / 2),
+                        (0.15, wall / 2, width / 2),
+                        _material(rng, "lowwall"),
+                    )
+                )
                 yard = u(6.0, 12.0)
                 for _ in range(rng.integers(0, 3)):
-                    prims += _placed(_tree(rng, cid("vegetation")),
-                                     sign * (front + u(2.0, yard - 2.0)), z + u(1.0, width - 1.0),
-                                     0.0)
+                    prims += _placed(
+                        _tree(rng, cid("vegetation")),
+                        sign * (front + u(2.0, yard - 2.0)),
+                        z + u(1.0, width - 1.0),
+                        0.0,
+                    )
                 front += yard
             height = u(6.0, 25.0)
-            prims.append(_box(building, (sign * (front + 5), height / 2, z + width / 2),
-                              (5.0, height / 2, width / 2), _facade(rng)))
+            prims.append(
+                _box(
+                    building,
+                    (sign * (front + 5), height / 2, z + width / 2),
+                    (5.0, height / 2, width / 2),
+                    _facade(rng),
+                )
+            )
             z += width
     height = u(8.0, 25.0)
-    prims.append(_box(building, (0.0, height / 2, length + 8), (hw + sw + 30, height / 2, 8.0),
-                      _facade(rng)))
+    prims.append(
+        _box(building, (0.0, height / 2, length + 8), (hw + sw + 30, height / 2, 8.0), _facade(rng))
+    )
     camera = (hw * u(0.25, 0.75) * (1.0 if rng.random() < 0.5 else -1.0), u(1.0, 1.5), 0.0)
     yaw, pitch, hfov = u(-0.35, 0.35), math.radians(u(-2.0, 7.0)), math.radians(u(60.0, 85.0))
     prims += _street_objects(rng, cid, hw, sw, length, camera[0])
     elevation, azimuth = math.radians(u(20.0, 65.0)), u(0.0, 2 * math.pi)
-    sun = (math.cos(elevation) * math.sin(azimuth), math.sin(elevation),
-           math.cos(elevation) * math.cos(azimuth))
-    return _Scene(env, prims, camera, yaw, pitch, hfov, sun, False, _light(rng, 0.6, 1.0),
-                  _light(rng, 0.3, 0.5), gen.random((_NOISE_CELLS,) * 2, dtype=np.float32),
-                  u(1.0, 5.0))
+    sun = (
+        math.cos(elevation) * math.sin(azimuth),
+        math.sin(elevation),
+        math.cos(elevation) * math.cos(azimuth),
+    )
+    return _Scene(
+        env,
+        prims,
+        camera,
+        yaw,
+        pitch,
+        hfov,
+        sun,
+        False,
+        _light(rng, 0.6, 1.0),
+        _light(rng, 0.3, 0.5),
+        gen.random((_NOISE_CELLS,) * 2, dtype=np.float32),
+        u(1.0, 5.0),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------
 
-_CORNERS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
-                    dtype=np.float64)
+_CORNERS = np.array(
+    [[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64
+)
 
 
 def _project_boxes(prims: list[_Prim], origin, axes: np.ndarray, perspective: bool):
@@ -892,8 +1149,11 @@ def _env_hit(env: _Room | _Street, o, d) -> np.ndarray:
         if isinstance(env, _Street):
             return np.where(d[1] < 0, -o[1] / d[1], np.inf).astype(np.float32)
         t = None
-        for ok, dk, centre, half in ((o[0], d[0], 0.0, env.wx / 2), (o[1], d[1], env.hy / 2,
-                                     env.hy / 2), (o[2], d[2], env.dz / 2, env.dz / 2)):
+        for ok, dk, centre, half in (
+            (o[0], d[0], 0.0, env.wx / 2),
+            (o[1], d[1], env.hy / 2, env.hy / 2),
+            (o[2], d[2], env.dz / 2, env.dz / 2),
+        ):
             tk = (half - np.sign(dk) * (ok - centre)) / np.abs(dk)
             t = tk if t is None else np.minimum(t, tk)
     return t
@@ -903,22 +1163,27 @@ def _env_patches(env: _Room | _Street, x, y, z):
     """Split environment points into patches: (selection, normal, (u, v), material, class)."""
     if isinstance(env, _Street):
         road = np.abs(x) < env.half_width
-        return [(road, (0.0, 1.0, 0.0), (x, z), env.road, env.classes[0]),
-                (~road, (0.0, 1.0, 0.0), (x, z), env.sidewalk, env.classes[1])]
+        return [
+            (road, (0.0, 1.0, 0.0), (x, z), env.road, env.classes[0]),
+            (~road, (0.0, 1.0, 0.0), (x, z), env.sidewalk, env.classes[1]),
+        ]
     gaps = np.stack([x + env.wx / 2, env.wx / 2 - x, y, env.hy - y, z, env.dz - z])
     face = np.argmin(np.abs(gaps), axis=0)
     wall, floor, ceiling = env.classes
-    faces = [((1.0, 0.0, 0.0), (z, y), env.wall, wall),
-             ((-1.0, 0.0, 0.0), (z, y), env.wall, wall),
-             ((0.0, 1.0, 0.0), (x, z), env.floor, floor),
-             ((0.0, -1.0, 0.0), (x, z), env.ceiling, ceiling),
-             ((0.0, 0.0, 1.0), (x, y), env.wall, wall),
-             ((0.0, 0.0, -1.0), (x, y), env.wall, wall)]
+    faces = [
+        ((1.0, 0.0, 0.0), (z, y), env.wall, wall),
+        ((-1.0, 0.0, 0.0), (z, y), env.wall, wall),
+        ((0.0, 1.0, 0.0), (x, z), env.floor, floor),
+        ((0.0, -1.0, 0.0), (x, z), env.ceiling, ceiling),
+        ((0.0, 0.0, 1.0), (x, y), env.wall, wall),
+        ((0.0, 0.0, -1.0), (x, y), env.wall, wall),
+    ]
     return [(face == k, *spec) for k, spec in enumerate(faces)]
 
 
-def _shadowed(scene: _Scene, q: np.ndarray, n: np.ndarray, to_light: np.ndarray,
-              dist: np.ndarray) -> np.ndarray:
+def _shadowed(
+    scene: _Scene, q: np.ndarray, n: np.ndarray, to_light: np.ndarray, dist: np.ndarray
+) -> np.ndarray:
     """Which surface points ``q`` (3, M) with normals ``n`` see no light: shadow rays along
     ``to_light`` (unit, 3 x M) up to ``dist``, tested against every shadow-casting primitive whose
     light-space bounds cover the point."""
@@ -999,10 +1264,14 @@ def _render(scene: _Scene, height: int, width: int):
         r0, r1, c0, c1 = 0, height, 0, width
         if all_front[k]:
             x0, x1, y0, y1 = bounds[k]
-            c0, c1 = max(0, math.floor(width / 2 + f * x0 - 1)), min(width, math.ceil(
-                width / 2 + f * x1 + 1))
-            r0, r1 = max(0, math.floor(height / 2 + f * y0 - 1)), min(height, math.ceil(
-                height / 2 + f * y1 + 1))
+            c0, c1 = (
+                max(0, math.floor(width / 2 + f * x0 - 1)),
+                min(width, math.ceil(width / 2 + f * x1 + 1)),
+            )
+            r0, r1 = (
+                max(0, math.floor(height / 2 + f * y0 - 1)),
+                min(height, math.ceil(height / 2 + f * y1 + 1)),
+            )
             if c0 >= c1 or r0 >= r1:
                 continue
         win = (slice(r0, r1), slice(c0, c1))
@@ -1053,8 +1322,7 @@ def _render(scene: _Scene, height: int, width: int):
         else:
             for sel, nrm, uv, mat, cid in _env_patches(scene.env, x, y, z):
                 if sel.any():
-                    paint(np.flatnonzero(sel) + run.start, nrm, (uv[0][sel], uv[1][sel]), mat,
-                          cid)
+                    paint(np.flatnonzero(sel) + run.start, nrm, (uv[0][sel], uv[1][sel]), mat, cid)
 
     # lighting: ambient + Lambert with shadows
     rgb = np.empty((3, n_pix), dtype=np.float32)
@@ -1092,8 +1360,12 @@ def _render(scene: _Scene, height: int, width: int):
     depth = np.where(ids >= 0, t, 0.0).astype(np.float32)
     if isinstance(scene.env, _Room):
         depth[depth > _INDOOR_MAX_DEPTH] = 0.0
-    return (image.reshape(height, width, 3), seg.reshape(height, width),
-            cam_normal.reshape(3, height, width), depth.reshape(height, width))
+    return (
+        image.reshape(height, width, 3),
+        seg.reshape(height, width),
+        cam_normal.reshape(3, height, width),
+        depth.reshape(height, width),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1147,8 +1419,9 @@ def _preset(name: str) -> SyntheticPreset:
     return PRESETS[name]
 
 
-def render_scenes(preset: str, n: int, height: int, width: int, seed: int, *,
-                  progress: bool = False) -> dict[str, np.ndarray]:
+def render_scenes(
+    preset: str, n: int, height: int, width: int, seed: int, *, progress: bool = False
+) -> dict[str, np.ndarray]:
     """Render ``n`` random scenes of a preset with exact labels.
 
     Image ``i`` depends only on (preset, seed, i, height, width), not on ``n``.
@@ -1172,8 +1445,10 @@ def render_scenes(preset: str, n: int, height: int, width: int, seed: int, *,
     spec = _preset(preset)
     if n < 0 or height < 8 or width < 8:
         raise ValueError(f"need n >= 0 and an image of at least 8x8, got n={n}, {height}x{width}")
-    out = {"image": np.empty((n, height, width, 3), np.uint8),
-           "seg": np.empty((n, height, width), np.uint8)}
+    out = {
+        "image": np.empty((n, height, width, 3), np.uint8),
+        "seg": np.empty((n, height, width), np.uint8),
+    }
     for task in spec.tasks:
         if task != "seg":
             out[task] = np.empty((n, 3 if task == "sn" else 1, height, width), np.float16)
@@ -1204,8 +1479,9 @@ def _split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split)]).generate_state(1)[0])
 
 
-def load_split(preset: str, split: str, n: int, height: int, width: int, seed: int,
-               cache_dir: Path | None) -> dict[str, np.ndarray]:
+def load_split(
+    preset: str, split: str, n: int, height: int, width: int, seed: int, cache_dir: Path | None
+) -> dict[str, np.ndarray]:
     """Return one split of a synthetic dataset, rendering it (and caching it) if needed.
 
     Each split is rendered from its own sub-seed of ``seed``. With ``cache_dir`` the arrays are
@@ -1231,14 +1507,18 @@ def load_split(preset: str, split: str, n: int, height: int, width: int, seed: i
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / (
-            f"{preset}-{split}-n{n}-{height}x{width}-seed{seed}-v{SYNTHETIC_VERSION}.npz")
+            f"{preset}-{split}-n{n}-{height}x{width}-seed{seed}-v{SYNTHETIC_VERSION}.npz"
+        )
         if path.exists():
             with np.load(path) as cached:
                 return {key: cached[key] for key in cached.files}
     start = time.perf_counter()
     data = render_scenes(preset, n, height, width, _split_seed(seed, split))
-    print(f"rendered {preset}/{split}: {n} scenes at {height}x{width} in "
-          f"{time.perf_counter() - start:.1f} s", flush=True)
+    print(
+        f"rendered {preset}/{split}: {n} scenes at {height}x{width} in "
+        f"{time.perf_counter() - start:.1f} s",
+        flush=True,
+    )
     if path is not None:
         _save_atomic(path, data)
     return data

@@ -132,7 +132,7 @@ class ASPPHead(nn.Module):
 
 
 class SceneNet(nn.Module):
-    """Hard-parameter-sharing multi-task network: a shared dilated ResNet and one ASPP head per task.
+    """Hard-parameter-sharing multi-task network: a shared dilated ResNet, one ASPP head per task.
 
     Args:
         tasks: the tasks, one head each, in dataset order.
@@ -161,9 +161,7 @@ class SceneNet(nn.Module):
     ) -> None:
         super().__init__()
         if backbone not in BLOCKS_PER_STAGE:
-            raise ValueError(
-                f"unknown backbone {backbone!r}; valid: {', '.join(BLOCKS_PER_STAGE)}"
-            )
+            raise ValueError(f"unknown backbone {backbone!r}; valid: {', '.join(BLOCKS_PER_STAGE)}")
         if not tasks:
             raise ValueError("SceneNet needs at least one task")
         if width <= 0 or head_channels < 1:

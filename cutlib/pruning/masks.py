@@ -24,7 +24,7 @@ PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
 @dataclass(frozen=True)
 class PrunableWeight:
-    """One prunable weight tensor: its parameter name, module, and owner (``"backbone"`` or a task)."""
+    """One prunable weight: parameter name, module, owner (``"backbone"`` or a task name)."""
 
     name: str
     module: nn.Module
@@ -51,7 +51,9 @@ def prunable_weights(model: SceneNet) -> list[PrunableWeight]:
     for owner, root in owners:
         for module_name, module in root.named_modules():
             if isinstance(module, PRUNABLE_TYPES):
-                found.append(PrunableWeight(f"{prefixes[owner]}{module_name}.weight", module, owner))
+                found.append(
+                    PrunableWeight(f"{prefixes[owner]}{module_name}.weight", module, owner)
+                )
     return found
 
 
