@@ -104,7 +104,8 @@ def run_id(config: RunConfig) -> str:
 
 @dataclass
 class RunContext:
-    """What a method needs: the validated config, profile, tasks, device and the pre-trained run."""
+    """What a method needs: the validated config, profile, tasks, device and the pre-trained run
+    (``None`` while pre-training it)."""
 
     config: RunConfig
     profile: dict[str, Any]
@@ -112,6 +113,7 @@ class RunContext:
     tasks: tuple[TaskSpec, ...]
     device: torch.device
     progress: bool
+    pretrained: Path | None
     timings: dict[str, float] = field(default_factory=dict)
 
     def dataset(self, split: str, augment: bool | None = None) -> ArrayDataset:
@@ -166,7 +168,7 @@ def _pretrain(ctx: RunContext) -> MethodResult:
 
 def _dense(ctx: RunContext) -> MethodResult:
     """The pre-trained model with only the selected heads (the unselected ones removed)."""
-    model = load_model(pretrained_run(ctx.config, ctx.device, ctx.progress) / "model.pt")
+    model = load_model(ctx.pretrained / "model.pt")
     return MethodResult(model.keep_tasks([t.name for t in ctx.tasks]))
 
 
@@ -244,19 +246,26 @@ def _execute(config: RunConfig, directory: Path, device: torch.device, progress:
     start = time.perf_counter()
     profile = load_profile(config.profile, config.dataset)
     all_tasks = dataset_tasks(config.dataset, profile)
+    pretrained = None if config.is_pretraining else pretrained_run(config, device, progress)
     ctx = RunContext(
-        config, profile, all_tasks, select_tasks(all_tasks, config.tasks), device, progress
+        config,
+        profile,
+        all_tasks,
+        select_tasks(all_tasks, config.tasks),
+        device,
+        progress,
+        pretrained,
     )
     task_names = config.tasks or ()
-    result = _pretrain(ctx) if config.is_pretraining else METHODS[config.method](ctx)
+    result = _pretrain(ctx) if pretrained is None else METHODS[config.method](ctx)
 
     eval_start = time.perf_counter()
     metrics = _test_metrics(ctx, result.model, ctx.tasks)
-    if config.is_pretraining:
+    if pretrained is None:
         dense_metrics, trivial = metrics, _trivial_metrics(ctx)
         dense_total = parameter_counts(result.model)["total"]
     else:
-        dense_record = read_json(pretrained_run(config, device, progress) / "metrics.json")
+        dense_record = read_json(pretrained / "metrics.json")
         dense_metrics = _restrict(dense_record["metrics"], task_names)
         trivial = _restrict(dense_record["reference"]["trivial"], task_names)
         dense_total = dense_record["params"]["dense_total"]
