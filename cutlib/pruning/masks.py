@@ -5,6 +5,13 @@ head convs included), never biases or normalisation parameters. Each belongs to 
 backbone or to the head of one task; ownership is read from the module tree of
 :class:`~cutlib.models.SceneNet` (``backbone`` vs ``heads[task]``), not from name substrings.
 
+A mask is ``dict[param_name, BoolTensor]`` (True = keep). :func:`apply_masks` installs it with
+:func:`torch.nn.utils.prune.custom_from_mask`: the module keeps ``weight_orig`` as the trainable
+parameter and recomputes ``weight = weight_orig * weight_mask`` before every forward, so a pruned
+weight is exactly zero in every forward pass and receives no gradient, whatever the optimiser does
+to ``weight_orig`` (Adam moments, weight decay). :func:`fold_masks` makes the zeros permanent
+before a model is saved or counted.
+
 Sparsity (contract) is the fraction of exactly-zero prunable weights of the deployed model, i.e.
 the backbone plus the heads the model still has.
 """
@@ -15,11 +22,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import prune
 
 from cutlib.models import SceneNet
 
 BACKBONE = "backbone"
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+#: A pruning mask: parameter name → boolean tensor of the weight's shape (True = keep).
+Masks = dict[str, Tensor]
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,65 @@ def prunable_weights(model: SceneNet) -> list[PrunableWeight]:
     return found
 
 
+def owned_by(model: SceneNet, owners: set[str] | frozenset[str]) -> list[PrunableWeight]:
+    """The prunable weights of ``model`` whose owner is in ``owners`` (``"backbone"`` or tasks)."""
+    return [w for w in prunable_weights(model) if w.owner in owners]
+
+
+def is_masked(module: nn.Module) -> bool:
+    """True when a pruning mask is installed on ``module.weight``."""
+    return prune.is_pruned(module) and hasattr(module, "weight_mask")
+
+
+def apply_masks(model: SceneNet, masks: Masks) -> SceneNet:
+    """Install ``masks`` on ``model`` (in place) with ``torch.nn.utils.prune.custom_from_mask``.
+
+    Weights without an entry in ``masks`` stay dense. A weight that already carries a mask gets the
+    product of both (PyTorch's pruning containers compose masks).
+
+    Raises:
+        KeyError: if ``masks`` names a parameter that is not a prunable weight of ``model``.
+        ValueError: if a mask's shape differs from its weight's.
+    """
+    weights = {w.name: w for w in prunable_weights(model)}
+    unknown = sorted(set(masks) - set(weights))
+    if unknown:
+        raise KeyError(f"masks name weights this model does not have: {', '.join(unknown[:5])}")
+    for name, mask in masks.items():
+        module = weights[name].module
+        if mask.shape != module.weight.shape:
+            raise ValueError(
+                f"mask for {name} has shape {tuple(mask.shape)}, the weight has "
+                f"{tuple(module.weight.shape)}"
+            )
+        prune.custom_from_mask(module, "weight", mask.to(module.weight.device, torch.bool))
+    return model
+
+
+def fold_masks(model: nn.Module) -> nn.Module:
+    """Make installed masks permanent (in place): pruned entries become exact zeros in a plain
+    ``weight`` parameter and the ``weight_orig`` / ``weight_mask`` pair disappears."""
+    for module in model.modules():
+        if is_masked(module):
+            prune.remove(module, "weight")
+    return model
+
+
+@torch.no_grad()
+def masks_of(model: SceneNet) -> Masks:
+    """The keep-masks of ``model``'s prunable weights: its installed masks, else ``weight != 0``."""
+    return {
+        w.name: (w.module.weight_mask if is_masked(w.module) else w.weight).ne(0).cpu()
+        for w in prunable_weights(model)
+    }
+
+
+def density(masks: Masks) -> float:
+    """Fraction of kept entries over all masks (1 − sparsity)."""
+    total = sum(m.numel() for m in masks.values())
+    return sum(int(m.sum()) for m in masks.values()) / total if total else 1.0
+
+
 def _zero_fraction(weights: list[Tensor]) -> float:
     total = sum(w.numel() for w in weights)
     zeros = sum(int((w == 0).sum()) for w in weights)
@@ -82,8 +152,12 @@ def sparsity_report(model: SceneNet) -> dict[str, object]:
 
 @torch.no_grad()
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Total and non-zero parameters (all parameters: weights, biases and norm affines)."""
-    params = list(model.parameters())
+    """Total and non-zero parameters (all parameters: weights, biases and norm affines).
+
+    Installed masks are honoured: a masked weight counts with its effective (masked) values.
+    """
+    params = [p for name, p in model.named_parameters() if not name.endswith("_orig")]
+    params += [m.weight for m in model.modules() if is_masked(m)]
     return {
         "total": sum(p.numel() for p in params),
         "nonzero": sum(int(torch.count_nonzero(p)) for p in params),
