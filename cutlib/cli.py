@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}"
     )
     run.add_argument("--seed", type=int, default=0, help="seed for data, init and order")
+    run.add_argument(
+        "-o",
+        "--option",
+        type=_parse_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a method option, repeatable (cut: criterion, fusion, min_votes, keep_ratio, bn_mode)",
+    )
     run.add_argument("--out", type=Path, help="also copy the run's files to this folder")
     run.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -89,6 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.sparsity,
         args.profile,
         args.seed,
+        tuple(args.option),
     )
     try:
         config = config.validated()

@@ -15,8 +15,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +23,24 @@ import torch
 from torch.utils.data import DataLoader
 
 import cutlib
-from cutlib.checkpoint import load_model, save_model
-from cutlib.data import dataset_info, dataset_tasks, load_dataset
-from cutlib.data.arrays import ArrayDataset
+from cutlib.checkpoint import save_model
+from cutlib.data import dataset_info, dataset_tasks
 from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
-from cutlib.metrics import conventions_from_name, delta_mtl, evaluate
-from cutlib.models import SceneNet
+from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, RunContext, pretrain
+from cutlib.metrics import delta_mtl
 from cutlib.profiles import DEFAULT_PROFILE, check_profile_name, load_profile
-from cutlib.pruning.masks import parameter_counts, sparsity_report
-from cutlib.tasks import TaskSpec, select_tasks
-from cutlib.train import TrainConfig, resolve_device, train
+from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
+from cutlib.tasks import select_tasks
+from cutlib.train import resolve_device
 from cutlib.trivial import ConstantPredictor, fit_constants
-
-DENSE = "dense"
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """What one run is. ``tasks=None`` means all tasks of the dataset; ``sparsity=None`` the
-    method's default (0 for ``dense``, 0.9 for pruning methods)."""
+    method's default (0 for ``dense``, 0.9 for pruning methods); ``options`` are the method's
+    ``(name, value)`` options (e.g. ``(("fusion", "union"),)`` for CUT)."""
 
     dataset: str
     method: str = DENSE
@@ -51,6 +48,7 @@ class RunConfig:
     sparsity: float | None = None
     profile: str = DEFAULT_PROFILE
     seed: int = 0
+    options: tuple[tuple[str, Any], ...] = ()
 
     def validated(self) -> RunConfig:
         """Check every field and return a normalised copy (tasks in dataset order, sparsity set).
@@ -71,7 +69,25 @@ class RunConfig:
             raise ValueError(f"sparsity must be a fraction in [0, 1), got {sparsity}")
         if self.method == DENSE and sparsity != 0.0:
             raise ValueError("the dense method prunes nothing: leave --sparsity out or set it to 0")
-        return replace(self, tasks=tasks, sparsity=float(sparsity), seed=int(self.seed))
+        options = tuple(sorted(dict(self.options).items()))
+        checked = replace(
+            self, tasks=tasks, sparsity=float(sparsity), seed=int(self.seed), options=options
+        )
+        checked.method_options()
+        return checked
+
+    def method_options(self) -> Any:
+        """The method's parsed options (e.g. :class:`~cutlib.pruning.cut.CutOptions`).
+
+        Raises:
+            ValueError: for an option the method does not have or a value it does not accept.
+        """
+        parser = METHOD_OPTIONS.get(self.method)
+        if parser is None:
+            if self.options:
+                raise ValueError(f"method {self.method!r} takes no options")
+            return None
+        return parser(dict(self.options))
 
     @property
     def is_pretraining(self) -> bool:
@@ -102,80 +118,6 @@ def run_id(config: RunConfig) -> str:
     )
 
 
-@dataclass
-class RunContext:
-    """What a method needs: the validated config, profile, tasks, device and the pre-trained run
-    (``None`` while pre-training it)."""
-
-    config: RunConfig
-    profile: dict[str, Any]
-    all_tasks: tuple[TaskSpec, ...]
-    tasks: tuple[TaskSpec, ...]
-    device: torch.device
-    progress: bool
-    pretrained: Path | None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def dataset(self, split: str, augment: bool | None = None) -> ArrayDataset:
-        """Load a split of this run's dataset (timed under ``data``)."""
-        start = time.perf_counter()
-        data = load_dataset(
-            self.config.dataset, split, self.profile, self.config.seed, augment=augment
-        )
-        self.timings["data"] = self.timings.get("data", 0.0) + time.perf_counter() - start
-        return data
-
-    def train_config(self, section: str) -> TrainConfig:
-        """The schedule of a profile section (``pretrain``, ``finetune``)."""
-        return TrainConfig.from_profile(self.profile[section])
-
-
-@dataclass
-class MethodResult:
-    """A method's deployed model (selected heads only) and its training history, if any."""
-
-    model: SceneNet
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _pretrain(ctx: RunContext) -> MethodResult:
-    """Train the dense multi-task model from scratch on all tasks (PAPER_NOTES §1.12)."""
-    model_cfg = ctx.profile["model"]
-    torch.manual_seed(ctx.config.seed)
-    model = SceneNet(ctx.all_tasks, **model_cfg)
-    schedule = ctx.train_config("pretrain")
-    train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
-    if ctx.progress:
-        print(
-            f"pre-training the dense {ctx.config.dataset} model ({ctx.config.profile} profile, "
-            f"{schedule.iterations} iterations on {ctx.device})"
-        )
-    result = train(
-        model,
-        ctx.all_tasks,
-        train_set,
-        val_set,
-        schedule,
-        seed=ctx.config.seed,
-        device=ctx.device,
-        eval_batch_size=ctx.profile["eval"]["batch_size"],
-        progress=ctx.progress,
-        description="pre-train",
-    )
-    ctx.timings["pretrain"] = result.seconds
-    return MethodResult(model, result.history)
-
-
-def _dense(ctx: RunContext) -> MethodResult:
-    """The pre-trained model with only the selected heads (the unselected ones removed)."""
-    model = load_model(ctx.pretrained / "model.pt")
-    return MethodResult(model.keep_tasks([t.name for t in ctx.tasks]))
-
-
-#: Method name → implementation. Pruning methods join here as their issues land (DESIGN §5).
-METHODS: dict[str, Callable[[RunContext], MethodResult]] = {DENSE: _dense}
-
-
 def pretrained_run(
     config: RunConfig, device: str | torch.device = "auto", progress: bool = True
 ) -> Path:
@@ -194,17 +136,11 @@ class RunRecord:
     metrics: dict[str, Any]
 
 
-def _test_metrics(ctx: RunContext, model: torch.nn.Module, tasks: tuple[TaskSpec, ...]) -> dict:
-    loader = DataLoader(ctx.dataset("test"), batch_size=ctx.profile["eval"]["batch_size"])
-    conventions = conventions_from_name(ctx.profile["eval"].get("conventions", "standard"))
-    return evaluate(model, loader, tasks, conventions=conventions, device=ctx.device)
-
-
 def _trivial_metrics(ctx: RunContext) -> dict:
     """Metrics of the best constant predictor fitted on the training split (no augmentation)."""
     loader = DataLoader(ctx.dataset("train", augment=False), batch_size=256)
     constants = fit_constants(ctx.all_tasks, loader)
-    return _test_metrics(ctx, ConstantPredictor(ctx.all_tasks, constants), ctx.all_tasks)
+    return ctx.test_metrics(ConstantPredictor(ctx.all_tasks, constants), ctx.all_tasks)
 
 
 def _restrict(metrics: dict[str, dict[str, float]], tasks: tuple[str, ...]) -> dict:
@@ -257,10 +193,11 @@ def _execute(config: RunConfig, directory: Path, device: torch.device, progress:
         pretrained,
     )
     task_names = config.tasks or ()
-    result = _pretrain(ctx) if pretrained is None else METHODS[config.method](ctx)
+    result = pretrain(ctx) if pretrained is None else METHODS[config.method](ctx)
+    fold_masks(result.model)  # pruned weights become plain zeros before counting and saving
 
     eval_start = time.perf_counter()
-    metrics = _test_metrics(ctx, result.model, ctx.tasks)
+    metrics = ctx.test_metrics(result.model)
     if pretrained is None:
         dense_metrics, trivial = metrics, _trivial_metrics(ctx)
         dense_total = parameter_counts(result.model)["total"]
@@ -284,6 +221,7 @@ def _execute(config: RunConfig, directory: Path, device: torch.device, progress:
         "metrics": metrics,
         "reference": {"dense": dense_metrics, "trivial": trivial},
         "delta_mtl": delta_mtl(metrics, dense_metrics, directions),
+        "details": result.details,
         "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
     }
     write_json(directory / "config.json", full_config(config))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import cutlib.experiments as experiments
+import cutlib.methods as methods
 from cutlib.checkpoint import load_model
 from cutlib.experiments import RunConfig, run, run_id
 from cutlib.io import write_json
@@ -32,6 +33,7 @@ def test_dense_run_writes_the_contract_files(tmp_path: Path) -> None:
         "metrics",
         "reference",
         "delta_mtl",
+        "details",
         "timings",
     }
     assert m["tasks"] == ["seg", "sn", "depth"] and m["delta_mtl"] == 0.0
@@ -55,7 +57,7 @@ def test_task_subset_drops_heads_and_reuses_the_pretrained_run(
 ) -> None:
     full = run(SMOKE, progress=False)
     calls = []
-    monkeypatch.setattr(experiments, "_pretrain", lambda ctx: calls.append(ctx) or None)
+    monkeypatch.setattr(experiments, "pretrain", lambda ctx: calls.append(ctx) or None)
     subset = run(
         RunConfig("synth-nyuv2", "dense", ("seg", "depth"), profile="smoke"), progress=False
     )
@@ -87,7 +89,7 @@ def test_interrupted_run_leaves_no_metrics(
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments, "evaluate", crash)
+    monkeypatch.setattr(methods, "evaluate", crash)
     with pytest.raises(KeyboardInterrupt):
         run(SMOKE, progress=False)
     assert not list(isolated_results.glob("runs/*/metrics.json"))

@@ -1,0 +1,188 @@
+"""CUT: from per-task importance scores to the masks of the compact model (PAPER_NOTES §1.6–1.9).
+
+The pipeline (DESIGN §5), with the module doing each step:
+
+1. decompose the pre-trained model into per-task sub-models Θ_t = backbone ∪ head_t
+   (:func:`~cutlib.pruning.importance.sub_model_weights`);
+2. select the user's tasks S;
+3. score every weight of each selected sub-model on the frozen pre-trained weights
+   (:func:`~cutlib.pruning.importance.task_importance`);
+4. per task, keep the global top ⌊κ·|Θ_t|⌋ weights across all its layers, one threshold per task
+   (:class:`~cutlib.pruning.thresholds.Ranking`), giving the task mask M_t;
+5. fuse the backbone part of the selected tasks' masks by a vote
+   (:func:`~cutlib.pruning.fusion.fuse_masks`); each selected head keeps its own task's mask;
+6. drop the unselected heads physically and fine-tune with the masks fixed
+   (:mod:`cutlib.experiments`).
+
+κ is either calibrated (bisection, :func:`~cutlib.pruning.thresholds.calibrate`) so that the
+deployed model (backbone + selected heads) has exactly the requested sparsity, or taken from the
+authors' keep-ratio table (or given as a number); then the achieved sparsity differs from the
+nominal one and is what gets reported (PAPER_NOTES §1.9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FUSION_RULES, FusionRule, fuse_masks
+from cutlib.pruning.importance import BN_MODES, CRITERIA, BNMode, Criterion, TaskScores
+from cutlib.pruning.masks import Masks, density
+from cutlib.pruning.thresholds import Ranking, calibrate
+
+KEEP_RATIO_MODES = ("calibrate", "table")
+
+
+@dataclass(frozen=True)
+class CutOptions:
+    """CUT's choices. The defaults are the authors' (PAPER_NOTES §1.14 "faithful"), except that κ
+    is calibrated to the requested sparsity.
+
+    Args:
+        criterion: importance score: ``taylor`` (the authors'), ``magnitude`` or ``random``.
+        fusion: rule for the shared weights: ``vote`` (the authors'), ``union``, ``intersection``
+            or ``majority``.
+        min_votes: the ``vote`` rule's threshold (the authors': 2).
+        keep_ratio: ``"calibrate"`` (find κ for the requested sparsity), ``"table"`` (the authors'
+            κ for the nominal sparsity, from the profile's ``scoring.keep_ratios``) or a number κ.
+        bn_mode: BatchNorm/dropout mode while scoring: ``train`` (the authors') or ``eval``.
+    """
+
+    criterion: Criterion = "taylor"
+    fusion: FusionRule = "vote"
+    min_votes: int = AUTHORS_MIN_VOTES
+    keep_ratio: str | float = "calibrate"
+    bn_mode: BNMode = "train"
+
+    def __post_init__(self) -> None:
+        _check_choice("criterion", self.criterion, CRITERIA)
+        _check_choice("fusion", self.fusion, FUSION_RULES)
+        _check_choice("bn_mode", self.bn_mode, BN_MODES)
+        if not isinstance(self.min_votes, int) or self.min_votes < 1:
+            raise ValueError(f"min_votes must be an integer ≥ 1, got {self.min_votes!r}")
+        valid_number = (
+            isinstance(self.keep_ratio, int | float)
+            and not isinstance(self.keep_ratio, bool)
+            and 0.0 < self.keep_ratio <= 1.0
+        )
+        if self.keep_ratio not in KEEP_RATIO_MODES and not valid_number:
+            raise ValueError(
+                f"unknown keep_ratio {self.keep_ratio!r}; valid choices: calibrate, table or a "
+                "number in (0, 1]"
+            )
+
+    @classmethod
+    def from_pairs(cls, pairs: Mapping[str, Any]) -> CutOptions:
+        """Build from ``name → value`` pairs (e.g. ``--option fusion=union``), checking names."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(pairs) - set(names))
+        if unknown:
+            raise ValueError(f"unknown option {unknown[0]!r}; valid options: {', '.join(names)}")
+        return cls(**pairs)
+
+
+def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
+
+
+def table_keep_ratio(sparsity: float, table: Mapping[float, float] | None) -> float:
+    """The authors' κ for a nominal sparsity (PAPER_NOTES §1.9): the table entry when there is
+    one, else ``1 − sparsity`` (their fallback).
+
+    Example:
+        >>> table_keep_ratio(0.9, {0.9: 0.08, 0.7: 0.257}), table_keep_ratio(0.8, {0.9: 0.08})
+        (0.08, 0.2)
+    """
+    for nominal, kappa in (table or {}).items():
+        if abs(float(nominal) - sparsity) < 1e-9:
+            return float(kappa)
+    return round(1.0 - sparsity, 12)
+
+
+class CutMasker:
+    """CUT's masks for any keep ratio κ, from per-task scores (steps 4–5).
+
+    The per-task rankings are computed once, so building the masks for a new κ (as calibration
+    does dozens of times) is a few vectorised comparisons.
+
+    Args:
+        scores: per-task scores over each task's sub-model (:func:`task_importance`).
+        selected: the selected tasks (they vote on the shared weights and keep their heads).
+        shared: names of the shared (backbone) weights.
+        fusion: the fusion rule; ``min_votes``: the ``vote`` threshold.
+
+    Example:
+        >>> s = {"a": {"b": torch.tensor([3.0, 2, 1, 0]), "ha": torch.tensor([1.0, 0])},
+        ...      "c": {"b": torch.tensor([0.0, 2, 1, 3]), "hc": torch.tensor([1.0, 0])}}
+        >>> CutMasker(s, ["a", "c"], {"b"})(0.5)["b"]  # each keeps 3 of 6; both keep index 1
+        tensor([False,  True, False, False])
+    """
+
+    def __init__(
+        self,
+        scores: TaskScores,
+        selected: Sequence[str],
+        shared: Collection[str],
+        fusion: FusionRule = "vote",
+        min_votes: int = AUTHORS_MIN_VOTES,
+    ) -> None:
+        if not selected:
+            raise ValueError("CUT needs at least one selected task")
+        missing = [t for t in selected if t not in scores]
+        if missing:
+            raise ValueError(f"no scores for selected task(s) {', '.join(missing)}")
+        self.selected = list(selected)
+        self.shared = [name for name in scores[self.selected[0]] if name in set(shared)]
+        self.rankings = {t: Ranking(scores[t]) for t in self.selected}
+        self.fusion: FusionRule = fusion
+        self.min_votes = min_votes
+
+    def task_masks(self, keep: float) -> dict[str, Masks]:
+        """Step 4: each selected task's own mask M_t over its sub-model, at keep ratio κ."""
+        return {t: ranking.masks(keep) for t, ranking in self.rankings.items()}
+
+    def __call__(self, keep: float) -> Masks:
+        """Steps 4–5: the deployed model's masks (fused backbone, each head its own) at κ."""
+        per_task = self.task_masks(keep)
+        shared = set(self.shared)
+        fused = fuse_masks(
+            {t: {n: m[n] for n in self.shared} for t, m in per_task.items()},
+            self.fusion,
+            self.min_votes,
+        )
+        heads = {n: m for masks in per_task.values() for n, m in masks.items() if n not in shared}
+        return fused | heads
+
+
+@dataclass(frozen=True)
+class CutPlan:
+    """What CUT decided: the masks of the deployed model, the κ used, and its sparsity."""
+
+    masks: Masks
+    keep_ratio: float
+    sparsity: float
+
+
+def plan_cut(
+    masker: CutMasker,
+    sparsity: float,
+    options: CutOptions = CutOptions(),
+    table: Mapping[float, float] | None = None,
+) -> CutPlan:
+    """Choose κ per ``options.keep_ratio`` and build the masks.
+
+    ``"calibrate"`` bisects κ until the deployed sparsity is within 0.02 points of ``sparsity``;
+    ``"table"`` looks κ up in ``table`` (the authors' keep ratios); a number is used as κ.
+    """
+    if options.keep_ratio == "calibrate":
+        kappa, masks = calibrate(masker, sparsity)
+    else:
+        kappa = (
+            table_keep_ratio(sparsity, table)
+            if options.keep_ratio == "table"
+            else float(options.keep_ratio)
+        )
+        masks = masker(kappa)
+    return CutPlan(masks, kappa, 1.0 - density(masks))
