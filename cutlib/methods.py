@@ -102,23 +102,25 @@ class RunContext:
         forever = itertools.chain.from_iterable(itertools.repeat(loader))
         return list(itertools.islice(forever, scoring["batches"]))
 
-    def finetune(self, model: SceneNet) -> list[dict[str, float]]:
-        """Fine-tune ``model`` (masks installed) on the selected tasks' λ-weighted loss with the
-        profile's ``finetune`` schedule, selecting the checkpoint on validation (timed)."""
-        schedule = self.train_config("finetune")
+    def train(
+        self, model: SceneNet, tasks: tuple[TaskSpec, ...], section: str
+    ) -> list[dict[str, float]]:
+        """Train ``model`` on the λ-weighted loss of ``tasks`` with the schedule of profile section
+        ``section`` (``pretrain``, ``finetune``), selecting the checkpoint on the validation split;
+        the seconds go to ``timings[section]``. Returns the history."""
         result = train(
             model,
-            self.tasks,
+            tasks,
             self.dataset("train"),
             self.dataset("val"),
-            schedule,
+            self.train_config(section),
             seed=self.config.seed,
             device=self.device,
             eval_batch_size=self.profile["eval"]["batch_size"],
             progress=self.progress,
-            description="fine-tune",
+            description=section,
         )
-        self.timings["finetune"] = result.seconds
+        self.timings[section] = result.seconds
         return result.history
 
 
@@ -136,27 +138,13 @@ def pretrain(ctx: RunContext) -> MethodResult:
     """Train the dense multi-task model from scratch on all tasks (PAPER_NOTES §1.12)."""
     torch.manual_seed(ctx.config.seed)
     model = SceneNet(ctx.all_tasks, **ctx.profile["model"])
-    schedule = ctx.train_config("pretrain")
-    train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
     if ctx.progress:
+        iterations = ctx.train_config("pretrain").iterations
         print(
             f"pre-training the dense {ctx.config.dataset} model ({ctx.config.profile} profile, "
-            f"{schedule.iterations} iterations on {ctx.device})"
+            f"{iterations} iterations on {ctx.device})"
         )
-    result = train(
-        model,
-        ctx.all_tasks,
-        train_set,
-        val_set,
-        schedule,
-        seed=ctx.config.seed,
-        device=ctx.device,
-        eval_batch_size=ctx.profile["eval"]["batch_size"],
-        progress=ctx.progress,
-        description="pre-train",
-    )
-    ctx.timings["pretrain"] = result.seconds
-    return MethodResult(model, result.history)
+    return MethodResult(model, ctx.train(model, ctx.all_tasks, "pretrain"))
 
 
 def dense(ctx: RunContext) -> MethodResult:
@@ -194,7 +182,7 @@ def cut(ctx: RunContext) -> MethodResult:
         print(f"CUT: κ = {plan.keep_ratio:.4f} gives {plan.sparsity:.2%} sparsity; fine-tuning")
 
     before = ctx.test_metrics(model)
-    history = ctx.finetune(model)
+    history = ctx.train(model, ctx.tasks, "finetune")  # masks fixed, selected tasks only
     fold_masks(model)
     details = {
         "options": vars(options),
