@@ -184,3 +184,152 @@ def metrics_table(
             row |= {name: values[task.name][metric] for name, values in columns.items()}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def layer_table(model: nn.Module) -> pd.DataFrame:
+    """One row per prunable weight of a :class:`~cutlib.models.SceneNet`, in module (depth) order.
+
+    Columns: ``name`` (parameter name, the key of scores and masks), ``owner`` (``"backbone"`` or
+    the task), ``group`` (``"stem"``, ``"stage 1"`` … ``"stage 4"`` or ``"head <task>"``), ``label``
+    (a short tick label: ``s2.b0.conv1``, ``s2.b0.ds`` for a 1×1 downsample, ``seg.r1.3x3`` for the
+    dilated 3×3 conv of a head's ASPP branch of the second rate, ``.1x1`` and ``.out`` for the
+    other two convs of a branch), ``kind`` (``conv``, ``downsample``, ``3x3``, ``1x1``, ``out``)
+    and ``weights`` (number of entries). Ownership comes from
+    :func:`~cutlib.pruning.masks.prunable_weights`; the other columns only label the rows.
+
+    Example:
+        >>> from cutlib.models import SceneNet
+        >>> from cutlib.tasks import TaskSpec
+        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1, 2, 3, 4))
+        >>> layer_table(net)["group"].unique().tolist()
+        ['stem', 'stage 1', 'stage 2', 'stage 3', 'stage 4', 'head depth']
+    """
+    from cutlib.pruning.masks import prunable_weights  # local: reporting stays importable alone
+
+    head_kinds = ("3x3", "1x1", "out")
+    rows = []
+    branch_position: dict[str, int] = {}
+    for w in prunable_weights(model):
+        parts = w.name.split(".")[:-1]  # module path without the trailing "weight"
+        if w.owner == "backbone" and parts[1] == "stages" and len(parts) >= 5:
+            stage, block = int(parts[2]) + 1, parts[3]
+            kind = "downsample" if parts[4] == "downsample" else "conv"
+            label = f"s{stage}.b{block}.{'ds' if kind == 'downsample' else parts[4]}"
+            group = f"stage {stage}"
+        elif w.owner == "backbone":
+            group, label, kind = parts[1], parts[1], "conv"
+        else:
+            branch = ".".join(parts[:-1])
+            position = branch_position.get(branch, 0)
+            branch_position[branch] = position + 1
+            kind = head_kinds[position] if position < len(head_kinds) else f"conv{position}"
+            rate = parts[3] if len(parts) > 3 else "?"
+            group, label = f"head {w.owner}", f"{w.owner}.r{rate}.{kind}"
+        rows.append(
+            {
+                "name": w.name,
+                "owner": w.owner,
+                "group": group,
+                "label": label,
+                "kind": kind,
+                "weights": w.weight.numel(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_per_layer(
+    values: pd.DataFrame,
+    layers: pd.DataFrame,
+    ylabel: str,
+    *,
+    ax: plt.Axes | None = None,
+    styles: Mapping[str, Mapping[str, object]] | None = None,
+) -> Figure:
+    """One line per column of ``values`` (indexed by parameter name) against the layers in depth
+    order, with the layer groups (stem, stages, heads) as alternating bands.
+
+    Args:
+        values: index = parameter names (a subset of ``layers.name``), one column per series.
+        layers: :func:`layer_table` of the model, for the order, tick labels and groups.
+        ylabel: the y-axis label.
+        ax: draw into this axes instead of a new figure.
+        styles: per-column keyword arguments for ``ax.plot`` (e.g. ``{"mean": {"lw": 3}}``).
+    """
+    rows = layers[layers["name"].isin(values.index)].reset_index(drop=True)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(rows)), 3.4))
+    x = np.arange(len(rows))
+    for column in values.columns:
+        style = {"marker": ".", **((styles or {}).get(column, {}))}
+        ax.plot(x, values.loc[rows["name"], column].to_numpy(), label=column, **style)
+    start = 0
+    for i, (group, block) in enumerate(rows.groupby("group", sort=False)):
+        end = start + len(block)
+        if i % 2:
+            ax.axvspan(start - 0.5, end - 0.5, color="0.92", zorder=0)
+        middle = (start + end - 1) / 2
+        top = ax.get_xaxis_transform()  # x in data units, y in axes units
+        ax.text(middle, 1.01, group, ha="center", va="bottom", fontsize=8, transform=top)
+        start = end
+    ax.set_xticks(x, rows["label"], rotation=90, fontsize=7)
+    ax.set_xlim(-0.5, len(rows) - 0.5)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return ax.figure
+
+
+def plot_mask_grids(
+    panels: Mapping[str, Mapping[str, Tensor]],
+    rows: Sequence[tuple[str, Sequence[str]]],
+    *,
+    columns: int = 32,
+    seed: int = 0,
+) -> Figure:
+    """Masks drawn as grids of kept (grey) and pruned (white) circles, one panel per mask set,
+    in the style of CUT's overview figure (PAPER_NOTES §1.3).
+
+    Each row is one layer (or several weights shown together, e.g. the same conv of all four ASPP
+    branches). It shows ``columns`` weight positions drawn at random (seeded, the same positions
+    in every panel), ordered so that positions kept in more panels come first; the percentage at
+    the right of a row is the kept fraction over *all* the row's weights. A panel without the
+    row's weights (another task's head) leaves it blank.
+
+    Args:
+        panels: panel title → masks (parameter name → bool keep-mask).
+        rows: ``(row label, [parameter names])`` from top to bottom.
+        columns: positions drawn per row.
+        seed: seeds the choice of positions.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    titles = list(panels)
+    size = (2.9 * len(titles) + 1.2, 0.24 * len(rows) + 0.9)
+    fig, axes = plt.subplots(1, len(titles), figsize=size, sharey=True, squeeze=False)
+    for r, (_, names) in enumerate(rows):
+        present = [t for t in titles if all(n in panels[t] for n in names)]
+        if not present:
+            continue
+        flat = {t: torch.cat([panels[t][n].reshape(-1).cpu() for n in names]) for t in present}
+        size = next(iter(flat.values())).numel()
+        picks = torch.randperm(size, generator=generator)[: min(columns, size)]
+        kept = torch.stack([flat[t][picks] for t in present]).numpy()
+        order = np.lexsort(kept[::-1] * -1)  # kept-in-first-panel first, then the next panel…
+        for i, title in enumerate(present):
+            ax = axes[0][titles.index(title)]
+            row_kept = kept[i][order]
+            xs = np.arange(len(row_kept))
+            colours = np.where(row_kept, "0.45", "white")
+            ax.scatter(xs, np.full(len(xs), r), s=22, c=colours, edgecolors="0.6", linewidths=0.5)
+            share = float(flat[title].float().mean())
+            ax.text(len(xs) + 0.5, r, f"{share:.0%}", va="center", fontsize=7)
+    for ax, title in zip(axes[0], titles, strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(-1, columns + 4)
+        ax.set_xticks([])
+        ax.grid(False)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    axes[0][0].set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
+    axes[0][0].set_ylim(len(rows) - 0.5, -0.5)
+    fig.tight_layout()
+    return fig

@@ -59,7 +59,11 @@ class CutOptions:
         _check_choice("criterion", self.criterion, CRITERIA)
         _check_choice("fusion", self.fusion, FUSION_RULES)
         _check_choice("bn_mode", self.bn_mode, BN_MODES)
-        if not isinstance(self.min_votes, int) or self.min_votes < 1:
+        if (
+            not isinstance(self.min_votes, int)
+            or isinstance(self.min_votes, bool)
+            or self.min_votes < 1
+        ):
             raise ValueError(f"min_votes must be an integer ≥ 1, got {self.min_votes!r}")
         valid_number = (
             isinstance(self.keep_ratio, int | float)

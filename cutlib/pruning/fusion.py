@@ -40,7 +40,7 @@ def vote_threshold(rule: FusionRule, n_tasks: int, min_votes: int = AUTHORS_MIN_
     if n_tasks < 1:
         raise ValueError("fusion needs at least one task's masks")
     if rule == "vote":
-        if min_votes < 1:
+        if isinstance(min_votes, bool) or min_votes < 1:
             raise ValueError(f"min_votes must be ≥ 1, got {min_votes}")
         return min(min_votes, n_tasks)
     if rule == "union":
@@ -61,6 +61,9 @@ def vote_counts(task_masks: Mapping[str, Masks]) -> Masks:
     for task, masks in task_masks.items():
         if masks.keys() != first.keys():
             raise ValueError(f"task {task!r} masks different parameters than the other tasks")
+        for name, mask in masks.items():
+            if mask.shape != first[name].shape:
+                raise ValueError(f"task {task!r} masks {name} with a different shape")
     return {
         name: torch.stack([masks[name] for masks in task_masks.values()]).sum(0, dtype=torch.int32)
         for name in first

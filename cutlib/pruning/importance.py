@@ -19,7 +19,6 @@ in is left untouched (a copy is scored, so its BatchNorm statistics do not move)
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, get_args
 
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 
 from cutlib.losses import Align, task_loss
 from cutlib.models import SceneNet
-from cutlib.pruning.masks import BACKBONE, is_masked, owned_by
+from cutlib.pruning.masks import BACKBONE, copy_model, is_masked, owned_by
 from cutlib.tasks import TaskSpec
 from cutlib.train import to_device
 
@@ -126,7 +125,7 @@ def _taylor(
     progress: bool,
 ) -> TaskScores:
     device = next(model.parameters()).device
-    scorer = copy.deepcopy(model).train(bn_mode == "train")
+    scorer = copy_model(model).train(bn_mode == "train")
     for param in scorer.parameters():
         param.requires_grad_(False)
     owners = {spec.name: owned_by(scorer, {BACKBONE, spec.name}) for spec in specs}

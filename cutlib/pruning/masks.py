@@ -18,6 +18,7 @@ the backbone plus the heads the model still has.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -101,6 +102,20 @@ def apply_masks(model: SceneNet, masks: Masks) -> SceneNet:
             )
         prune.custom_from_mask(module, "weight", mask.to(module.weight.device, torch.bool))
     return model
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model``, masks included.
+
+    ``torch.nn.utils.prune`` keeps the effective ``weight`` as a non-leaf tensor of the last
+    forward pass, which ``copy.deepcopy`` refuses; it is recomputed without a graph first (the
+    same values).
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if is_masked(module):
+                module.weight = module.weight_orig * module.weight_mask
+    return copy.deepcopy(model)
 
 
 def fold_masks(model: nn.Module) -> nn.Module:
