@@ -8,7 +8,6 @@ options registers a parser in :data:`METHOD_OPTIONS` (``cutlib run --option name
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from cutlib.data.arrays import ArrayDataset
 from cutlib.metrics import conventions_from_name, evaluate
 from cutlib.models import SceneNet
 from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut
-from cutlib.pruning.importance import task_importance
+from cutlib.pruning.importance import scoring_batches, task_importance
 from cutlib.pruning.masks import BACKBONE, apply_masks, fold_masks, owned_by
 from cutlib.tasks import TaskSpec
 from cutlib.train import TrainConfig, train
@@ -49,6 +48,7 @@ class RunContext:
     progress: bool
     pretrained: Path | None
     timings: dict[str, float] = field(default_factory=dict)
+    selected_iteration: dict[str, int] = field(default_factory=dict)
 
     @property
     def task_names(self) -> list[str]:
@@ -86,28 +86,20 @@ class RunContext:
         )
 
     def scoring_batches(self) -> list[dict[str, Tensor]]:
-        """The profile's ``scoring.batches`` batches of the augmented training split, drawn in a
-        seeded order (the authors draw 50 from a shuffled training loader, PAPER_NOTES §1.5)."""
+        """The profile's ``scoring.batches`` batches of the augmented training split
+        (:func:`cutlib.pruning.importance.scoring_batches`)."""
         scoring = self.profile["scoring"]
-        torch.manual_seed(self.config.seed)
-        loader = DataLoader(
-            self.dataset("train"),
-            batch_size=scoring["batch_size"],
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(self.config.seed),
+        return scoring_batches(
+            self.dataset("train"), scoring["batch_size"], scoring["batches"], self.config.seed
         )
-        if len(loader) == 0:
-            raise ValueError("the training split is smaller than one scoring batch")
-        forever = itertools.chain.from_iterable(itertools.repeat(loader))
-        return list(itertools.islice(forever, scoring["batches"]))
 
     def train(
         self, model: SceneNet, tasks: tuple[TaskSpec, ...], section: str
     ) -> list[dict[str, float]]:
         """Train ``model`` on the λ-weighted loss of ``tasks`` with the schedule of profile section
         ``section`` (``pretrain``, ``finetune``), selecting the checkpoint on the validation split;
-        the seconds go to ``timings[section]``. Returns the history."""
+        the seconds go to ``timings[section]``, the selected iteration to
+        ``selected_iteration[section]``. Returns the history."""
         result = train(
             model,
             tasks,
@@ -121,6 +113,7 @@ class RunContext:
             description=section,
         )
         self.timings[section] = result.seconds
+        self.selected_iteration[section] = result.best_iteration
         return result.history
 
 
@@ -188,6 +181,7 @@ def cut(ctx: RunContext) -> MethodResult:
         "options": vars(options),
         "keep_ratio": plan.keep_ratio,
         "metrics_before_finetune": before,
+        "finetune_selected_iteration": ctx.selected_iteration["finetune"],
     }
     return MethodResult(model, history, details)
 

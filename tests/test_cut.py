@@ -12,6 +12,7 @@ from torch import Tensor
 
 from cutlib.checkpoint import load_model, save_model
 from cutlib.experiments import RunConfig, RunRecord, run
+from cutlib.io import read_json
 from cutlib.models import SceneNet
 from cutlib.profiles import load_profile
 from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut, table_keep_ratio
@@ -260,6 +261,8 @@ def test_cut_run_metrics_record(cut_run: RunRecord) -> None:
     assert {"keep_ratio", "metrics_before_finetune"} <= set(details)
     assert 0.0 < details["keep_ratio"] < 1.0
     assert set(details["metrics_before_finetune"]) == {"seg", "depth"}
+    history = read_json(cut_run.directory / "history.json")
+    assert details["finetune_selected_iteration"] in {h["iteration"] for h in history}
     assert details["options"]["fusion"] == "vote" and details["options"]["criterion"] == "taylor"
     assert set(m["metrics"]) == {"seg", "depth"} and set(m["sparsity"]["heads"]) == {"seg", "depth"}
 

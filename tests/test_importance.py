@@ -11,7 +11,7 @@ from torch import Tensor
 
 from cutlib.losses import task_loss
 from cutlib.models import SceneNet
-from cutlib.pruning.importance import task_importance
+from cutlib.pruning.importance import scoring_batches, task_importance
 from cutlib.pruning.masks import apply_masks, is_masked, prunable_weights
 from cutlib.tasks import TaskSpec
 
@@ -218,3 +218,30 @@ def test_taylor_without_batches_raises() -> None:
     with pytest.raises(ValueError, match="at least one batch"):
         task_importance(net, iter(()), ["seg", "depth"], "taylor", bn_mode="eval")
     _assert_same_state(net, before)
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Samples that carry their own index, to see which ones a batch holds."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"index": torch.tensor(i)}
+
+
+def test_scoring_batches_are_seeded_and_cycle_through_a_short_split() -> None:
+    data = _Indexed()
+    first = [b["index"].tolist() for b in scoring_batches(data, 4, 5, seed=3)]
+    again = [b["index"].tolist() for b in scoring_batches(data, 4, 5, seed=3)]
+    other = [b["index"].tolist() for b in scoring_batches(data, 4, 5, seed=4)]
+    assert first == again and first != other
+    assert all(len(b) == 4 for b in first)  # drop_last: 2 full batches per pass, then cycle
+    assert len(set(first[0] + first[1])) == 8  # one pass draws without replacement
+
+
+def test_scoring_batches_reject_a_split_smaller_than_a_batch_and_zero_batches() -> None:
+    with pytest.raises(ValueError, match="smaller than one batch"):
+        scoring_batches(_Indexed(), 11, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        scoring_batches(_Indexed(), 2, 0)

@@ -19,11 +19,13 @@ in is left untouched (a copy is scored, so its BatchNorm statistics do not move)
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, get_args
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cutlib.losses import Align, task_loss
@@ -54,6 +56,35 @@ def _task_specs(model: SceneNet, tasks: Sequence[str | TaskSpec]) -> list[TaskSp
     if not specs:
         raise ValueError("task_importance needs at least one task")
     return specs
+
+
+def scoring_batches(
+    data: Dataset, batch_size: int, count: int, seed: int = 0
+) -> list[dict[str, Tensor]]:
+    """``count`` batches of ``batch_size`` samples from ``data`` (the augmented training split), in
+    a seeded shuffled order, cycling through the split if it is short.
+
+    The authors draw 50 batches from a shuffled training loader without a seed (PAPER_NOTES §1.5);
+    seeding the order (and the augmentation, which draws from the global generator) makes the
+    scores reproducible. Every user of scores (the ``cut`` method, the notebooks) draws them here.
+
+    Raises:
+        ValueError: if ``data`` is smaller than one batch, or ``count`` < 1.
+    """
+    if count < 1:
+        raise ValueError(f"the number of scoring batches must be at least 1, got {count}")
+    torch.manual_seed(seed)
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    if len(loader) == 0:
+        raise ValueError(f"the training split ({len(data)} samples) is smaller than one batch")
+    forever = itertools.chain.from_iterable(itertools.repeat(loader))
+    return list(itertools.islice(forever, count))
 
 
 def sub_model_weights(model: SceneNet, task: str) -> list[str]:
