@@ -58,13 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=0, help="seed for data, init and order")
     run.add_argument(
+        "--protocol",
+        default="fair",
+        help="training budget: fair (same iterations for every method) or paper",
+    )
+    run.add_argument(
         "-o",
         "--option",
         type=_parse_param,
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a method option, repeatable (cut: criterion, fusion, min_votes, keep_ratio, bn_mode)",
+        help="a method option, repeatable (e.g. cut: criterion, fusion, min_votes, keep_ratio, "
+        "bn_mode)",
     )
     run.add_argument("--out", type=Path, help="also copy the run's files to this folder")
     run.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
@@ -99,6 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.profile,
         args.seed,
         tuple(args.option),
+        args.protocol,
     )
     try:
         config = config.validated()

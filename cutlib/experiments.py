@@ -24,10 +24,11 @@ from torch.utils.data import DataLoader
 
 import cutlib
 from cutlib.checkpoint import save_model
+from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS, RunContext
 from cutlib.data import dataset_info, dataset_tasks
 from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
-from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, RunContext, pretrain
+from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, pretrain
 from cutlib.metrics import delta_mtl
 from cutlib.profiles import DEFAULT_PROFILE, check_profile_name, load_profile
 from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
@@ -40,7 +41,8 @@ from cutlib.trivial import ConstantPredictor, fit_constants
 class RunConfig:
     """What one run is. ``tasks=None`` means all tasks of the dataset; ``sparsity=None`` the
     method's default (0 for ``dense``, 0.9 for pruning methods); ``options`` are the method's
-    ``(name, value)`` options (e.g. ``(("fusion", "union"),)`` for CUT)."""
+    ``(name, value)`` options (e.g. ``(("fusion", "union"),)`` for CUT); ``protocol`` the training
+    budget (``fair`` or ``paper``, :mod:`cutlib.context`)."""
 
     dataset: str
     method: str = DENSE
@@ -49,19 +51,24 @@ class RunConfig:
     profile: str = DEFAULT_PROFILE
     seed: int = 0
     options: tuple[tuple[str, Any], ...] = ()
+    protocol: str = DEFAULT_PROTOCOL
 
     def validated(self) -> RunConfig:
         """Check every field and return a normalised copy (tasks in dataset order, sparsity set).
 
         Raises:
             ValueError: with one line naming the valid choices, for an unknown dataset, method,
-                task or profile, or a sparsity outside [0, 1).
+                task, profile or protocol, or a sparsity outside [0, 1).
         """
         info = dataset_info(self.dataset)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
         tasks = tuple(t.name for t in select_tasks(info.tasks, self.tasks))
         check_profile_name(self.profile)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"unknown protocol {self.protocol!r}; valid protocols: {', '.join(PROTOCOLS)}"
+            )
         sparsity = self.sparsity
         if sparsity is None:
             sparsity = 0.0 if self.method == DENSE else 0.9
@@ -215,6 +222,7 @@ def _execute(config: RunConfig, directory: Path, device: torch.device, progress:
         "method": config.method,
         "tasks": list(task_names),
         "profile": config.profile,
+        "protocol": config.protocol,
         "seed": config.seed,
         "sparsity": {"target": config.sparsity, **sparsity_report(result.model)},
         "params": {"dense_total": dense_total, **parameter_counts(result.model)},
@@ -227,6 +235,8 @@ def _execute(config: RunConfig, directory: Path, device: torch.device, progress:
     write_json(directory / "config.json", full_config(config))
     write_json(directory / "history.json", result.history)
     save_model(result.model, directory / "model.pt")
+    for name, model in result.artifacts.items():
+        save_model(fold_masks(model), directory / f"{name}.pt")
     write_json(directory / "metrics.json", record)  # last: its presence marks a finished run
     if progress:
         print(f"finished run {directory.name} in {ctx.timings['total']:.1f} s")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +122,14 @@ def train(
     eval_batch_size: int = 50,
     progress: bool = True,
     description: str = "train",
+    on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``tasks`` for ``config.iterations`` steps and keep the best validation
     checkpoint (loaded into ``model`` on return).
+
+    ``on_step(iteration, batch)``, when given, is called after every optimiser step with the
+    iteration number (from 1) and the batch just used: dynamic sparse training updates its masks
+    there, and pre-training saves its rewinding checkpoint.
 
     Only parameters with ``requires_grad`` are optimised, so frozen parts stay frozen. The seed
     fixes the sampling order and augmentation; with the same seed on the same CPU, two runs are
@@ -165,6 +170,8 @@ def train(
         total.backward()
         optimizer.step()
         scheduler.step()
+        if on_step is not None:
+            on_step(iteration, batch)
         for name, value in {"loss": total, **per_task}.items():
             running[name] = running.get(name, 0.0) + float(value.detach())
         steps_since_eval += 1

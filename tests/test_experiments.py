@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import cutlib.context as context
 import cutlib.experiments as experiments
-import cutlib.methods as methods
 from cutlib.checkpoint import load_model
 from cutlib.experiments import RunConfig, run, run_id
 from cutlib.io import write_json
@@ -27,6 +27,7 @@ def test_dense_run_writes_the_contract_files(tmp_path: Path) -> None:
         "method",
         "tasks",
         "profile",
+        "protocol",
         "seed",
         "sparsity",
         "params",
@@ -48,6 +49,11 @@ def test_dense_run_writes_the_contract_files(tmp_path: Path) -> None:
     payload = torch.load(record.directory / "model.pt", weights_only=True)
     assert {"format_version", "config", "tasks", "state_dict"} <= set(payload)
     assert not any("_orig" in k or "_mask" in k for k in payload["state_dict"])
+    rewind = torch.load(record.directory / "rewind.pt", weights_only=True)  # for LTH
+    assert rewind["tasks"] == m["tasks"]
+    assert any(
+        not torch.equal(rewind["state_dict"][k], v) for k, v in payload["state_dict"].items()
+    )
     for name in ("metrics.json", "model.pt", "history.json", "config.json"):
         assert (tmp_path / "out" / name).is_file()
 
@@ -89,7 +95,7 @@ def test_interrupted_run_leaves_no_metrics(
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(methods, "evaluate", crash)
+    monkeypatch.setattr(context, "evaluate", crash)
     with pytest.raises(KeyboardInterrupt):
         run(SMOKE, progress=False)
     assert not list(isolated_results.glob("runs/*/metrics.json"))

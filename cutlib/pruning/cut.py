@@ -22,16 +22,18 @@ nominal one and is what gets reported (PAPER_NOTES §1.9).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from cutlib.context import MethodResult, RunContext
+from cutlib.models import SceneNet
 from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FUSION_RULES, FusionRule, fuse_masks
 from cutlib.pruning.importance import BN_MODES, CRITERIA, BNMode, Criterion, TaskScores
-from cutlib.pruning.masks import Masks, density
+from cutlib.pruning.masks import BACKBONE, Masks, density, owned_by
+from cutlib.pruning.options import check_choice, check_keep_ratio, options_from_pairs
 from cutlib.pruning.thresholds import Ranking, calibrate
-
-KEEP_RATIO_MODES = ("calibrate", "table")
 
 
 @dataclass(frozen=True)
@@ -56,39 +58,21 @@ class CutOptions:
     bn_mode: BNMode = "train"
 
     def __post_init__(self) -> None:
-        _check_choice("criterion", self.criterion, CRITERIA)
-        _check_choice("fusion", self.fusion, FUSION_RULES)
-        _check_choice("bn_mode", self.bn_mode, BN_MODES)
+        check_choice("criterion", self.criterion, CRITERIA)
+        check_choice("fusion", self.fusion, FUSION_RULES)
+        check_choice("bn_mode", self.bn_mode, BN_MODES)
         if (
             not isinstance(self.min_votes, int)
             or isinstance(self.min_votes, bool)
             or self.min_votes < 1
         ):
             raise ValueError(f"min_votes must be an integer ≥ 1, got {self.min_votes!r}")
-        valid_number = (
-            isinstance(self.keep_ratio, int | float)
-            and not isinstance(self.keep_ratio, bool)
-            and 0.0 < self.keep_ratio <= 1.0
-        )
-        if self.keep_ratio not in KEEP_RATIO_MODES and not valid_number:
-            raise ValueError(
-                f"unknown keep_ratio {self.keep_ratio!r}; valid choices: calibrate, table or a "
-                "number in (0, 1]"
-            )
+        check_keep_ratio(self.keep_ratio)
 
     @classmethod
     def from_pairs(cls, pairs: Mapping[str, Any]) -> CutOptions:
         """Build from ``name → value`` pairs (e.g. ``--option fusion=union``), checking names."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(pairs) - set(names))
-        if unknown:
-            raise ValueError(f"unknown option {unknown[0]!r}; valid options: {', '.join(names)}")
-        return cls(**pairs)
-
-
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
+        return options_from_pairs(cls, pairs)
 
 
 def table_keep_ratio(sparsity: float, table: Mapping[float, float] | None) -> float:
@@ -169,13 +153,20 @@ class CutPlan:
     sparsity: float
 
 
+class KeepRatioChoice(Protocol):
+    """Any method options with a ``keep_ratio`` (``calibrate``, ``table`` or a number)."""
+
+    keep_ratio: str | float
+
+
 def plan_cut(
-    masker: CutMasker,
+    masker: Callable[[float], Masks],
     sparsity: float,
-    options: CutOptions = CutOptions(),
+    options: KeepRatioChoice = CutOptions(),
     table: Mapping[float, float] | None = None,
 ) -> CutPlan:
-    """Choose κ per ``options.keep_ratio`` and build the masks.
+    """Choose κ per ``options.keep_ratio`` and build the masks with ``masker`` (a
+    :class:`CutMasker`, or DiSparse's, which is the same with the union rule).
 
     ``"calibrate"`` bisects κ until the deployed sparsity is within 0.02 points of ``sparsity``;
     ``"table"`` looks κ up in ``table`` (the authors' keep ratios); a number is used as κ.
@@ -190,3 +181,42 @@ def plan_cut(
         )
         masks = masker(kappa)
     return CutPlan(masks, kappa, 1.0 - density(masks))
+
+
+def per_task_masks(
+    ctx: RunContext,
+    model: SceneNet,
+    scores: TaskScores,
+    fusion: FusionRule,
+    options: KeepRatioChoice,
+    min_votes: int = AUTHORS_MIN_VOTES,
+    table: Mapping[float, float] | None = None,
+) -> CutPlan:
+    """Per-task top-κ masks fused by ``fusion`` on the shared weights of ``model`` (the compact
+    model: backbone + selected heads), κ chosen per ``options`` (timed under ``fusion``). CUT uses
+    the vote, DiSparse the union."""
+    start = time.perf_counter()
+    shared = {w.name for w in owned_by(model, {BACKBONE})}
+    masker = CutMasker(scores, ctx.task_names, shared, fusion, min_votes)
+    plan = plan_cut(masker, ctx.config.sparsity, options, table)
+    ctx.time("fusion", start)
+    if ctx.progress:
+        print(
+            f"{fusion} of per-task masks: κ = {plan.keep_ratio:.4f}, {plan.sparsity:.2%} sparsity"
+        )
+    return plan
+
+
+def cut(ctx: RunContext) -> MethodResult:
+    """CUT (PAPER_NOTES §1.13, DESIGN §5): score the selected tasks on the frozen pre-trained
+    weights, per-task top-κ masks, vote-fused backbone, drop the unselected heads, fine-tune with
+    the masks fixed on the selected tasks' losses."""
+    options: CutOptions = ctx.config.method_options()
+    model = ctx.load_pretrained()
+    scores = ctx.task_scores(model, options.criterion, options.bn_mode)
+    model.keep_tasks(ctx.task_names)
+    table = ctx.profile["scoring"].get("keep_ratios")
+    plan = per_task_masks(ctx, model, scores, options.fusion, options, options.min_votes, table)
+    result = ctx.train_masked(model, plan.masks, ctx.schedule("pretrained"))
+    result.details |= {"options": vars(options), "keep_ratio": plan.keep_ratio}
+    return result

@@ -20,7 +20,8 @@ in is left untouched (a copy is scored, so its BatchNorm statistics do not move)
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
@@ -28,14 +29,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from cutlib.losses import Align, task_loss
+from cutlib.losses import Align, multitask_loss, task_loss
 from cutlib.models import SceneNet
-from cutlib.pruning.masks import BACKBONE, copy_model, is_masked, owned_by
+from cutlib.pruning.masks import BACKBONE, copy_model, is_masked, owned_by, prunable_weights
 from cutlib.tasks import TaskSpec
 from cutlib.train import to_device
 
-Criterion = Literal["taylor", "magnitude", "random"]
+Criterion = Literal["taylor", "w2grad", "magnitude", "random"]
 CRITERIA: tuple[str, ...] = get_args(Criterion)
+GRADIENT_CRITERIA: tuple[str, ...] = ("taylor", "w2grad")
 BNMode = Literal["train", "eval"]
 BN_MODES: tuple[str, ...] = get_args(BNMode)
 
@@ -108,10 +110,11 @@ def task_importance(
     Args:
         model: the pre-trained multi-task network (not modified).
         batches: batches of samples (dicts with ``image`` and the tasks' labels), e.g. a
-            ``DataLoader`` over the augmented training split; used only by ``taylor``.
+            ``DataLoader`` over the augmented training split; used by the gradient criteria.
         tasks: the tasks to score (names or specs), each with a head in ``model``.
-        criterion: ``taylor`` (Σ_b |w ⊙ ∂L_t/∂w|, CUT), ``magnitude`` (|w|) or ``random``
-            (uniform noise, seeded by ``seed``).
+        criterion: ``taylor`` (Σ_b |w ⊙ ∂L_t/∂w|, CUT), ``w2grad`` (w² ⊙ Σ_b |∂L_t/∂w|,
+            DiSparse's pre-trained variant on Taskonomy, PAPER_NOTES §2.4), ``magnitude`` (|w|)
+            or ``random`` (uniform noise, seeded by ``seed``).
         bn_mode: ``train`` (the authors') or ``eval`` BatchNorm/dropout behaviour while scoring.
         align: how predictions meet labels in the loss (see :mod:`cutlib.losses`).
         seed: seeds dropout while scoring and the ``random`` criterion.
@@ -125,62 +128,132 @@ def task_importance(
         >>> # scores = task_importance(net, loader, ["seg", "depth"])
         >>> # scores["seg"]["backbone.stem.0.weight"].shape == net.backbone.stem[0].weight.shape
     """
+    _check(criterion, bn_mode)
+    specs = _task_specs(model, tasks)
+    objectives = {
+        spec.name: _Objective(
+            [w.name for w in owned_by(model, {BACKBONE, spec.name})],
+            lambda preds, batch, spec=spec: task_loss(
+                spec, preds[spec.name], batch[spec.name], align=align
+            ),
+        )
+        for spec in specs
+    }
+    return _scores(model, batches, objectives, criterion, bn_mode, seed, progress)
+
+
+def joint_importance(
+    model: SceneNet,
+    batches: Iterable[Mapping[str, Tensor]],
+    tasks: Sequence[str | TaskSpec],
+    criterion: Criterion = "taylor",
+    *,
+    bn_mode: BNMode = "train",
+    align: Align = "upsample",
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Tensor]:
+    """Importance of every prunable weight of the model (backbone and the heads of ``tasks``) for
+    the *joint* λ-weighted loss Σ_t λ_t L_t: with ``taylor`` this is SNIP's connection sensitivity
+    (Lee et al., ICLR 2019) as the CUT code's SNIP baseline computes it (PAPER_NOTES §3.1).
+
+    Arguments as for :func:`task_importance`. Returns parameter name → score on the CPU.
+    """
+    _check(criterion, bn_mode)
+    specs = _task_specs(model, tasks)
+    objective = _Objective(
+        [w.name for w in owned_by(model, {BACKBONE, *(s.name for s in specs)})],
+        lambda preds, batch: multitask_loss(specs, preds, batch, align=align)[0],
+    )
+    return _scores(model, batches, {JOINT: objective}, criterion, bn_mode, seed, progress)[JOINT]
+
+
+JOINT = "joint"
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """A set of weights to score and the loss whose sensitivity scores them."""
+
+    names: list[str]
+    loss: Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]
+
+
+def _check(criterion: str, bn_mode: str) -> None:
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; valid criteria: {', '.join(CRITERIA)}")
     if bn_mode not in BN_MODES:
         raise ValueError(f"unknown bn_mode {bn_mode!r}; valid modes: {', '.join(BN_MODES)}")
-    specs = _task_specs(model, tasks)
-    if criterion == "taylor":
-        return _taylor(model, batches, specs, bn_mode, align, seed, progress)
-    generator = torch.Generator().manual_seed(seed)
-    scores: TaskScores = {}
-    with torch.no_grad():
-        for spec in specs:
-            weights = owned_by(model, {BACKBONE, spec.name})
-            if criterion == "magnitude":
-                scores[spec.name] = {w.name: w.weight.detach().abs().cpu() for w in weights}
-            else:
-                scores[spec.name] = {
-                    w.name: torch.rand(w.weight.shape, generator=generator) for w in weights
-                }
-    return scores
 
 
-def _taylor(
+def _scores(
     model: SceneNet,
     batches: Iterable[Mapping[str, Tensor]],
-    specs: list[TaskSpec],
+    objectives: Mapping[str, _Objective],
+    criterion: str,
     bn_mode: BNMode,
-    align: Align,
     seed: int,
     progress: bool,
 ) -> TaskScores:
+    if criterion in GRADIENT_CRITERIA:
+        return _gradient_scores(model, batches, objectives, criterion, bn_mode, seed, progress)
+    weights = {w.name: w.weight.detach() for w in prunable_weights(model)}
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if criterion == "magnitude":
+            return {k: {n: weights[n].abs().cpu() for n in o.names} for k, o in objectives.items()}
+        return {
+            k: {n: torch.rand(weights[n].shape, generator=generator) for n in o.names}
+            for k, o in objectives.items()
+        }
+
+
+def _gradient_scores(
+    model: SceneNet,
+    batches: Iterable[Mapping[str, Tensor]],
+    objectives: Mapping[str, _Objective],
+    criterion: str,
+    bn_mode: BNMode,
+    seed: int,
+    progress: bool,
+) -> TaskScores:
+    """One forward pass per batch, one backward pass per objective; taylor accumulates
+    |w ⊙ g| per batch, w2grad accumulates |g| and multiplies by w² at the end."""
     device = next(model.parameters()).device
     scorer = copy_model(model).train(bn_mode == "train")
     for param in scorer.parameters():
         param.requires_grad_(False)
-    owners = {spec.name: owned_by(scorer, {BACKBONE, spec.name}) for spec in specs}
-    for weights in owners.values():
-        for w in weights:  # the leaf behind the weight: weight_orig when a mask is installed
-            leaf = w.module.weight_orig if is_masked(w.module) else w.module.weight
+    by_name = {w.name: w for w in prunable_weights(scorer)}
+    for objective in objectives.values():
+        for name in objective.names:  # the leaf behind the weight: weight_orig when masked
+            module = by_name[name].module
+            leaf = module.weight_orig if is_masked(module) else module.weight
             leaf.requires_grad_(True)
-    scores: TaskScores = {
-        name: {w.name: torch.zeros_like(w.weight, device=device) for w in weights}
-        for name, weights in owners.items()
+    totals: TaskScores = {
+        key: {n: torch.zeros_like(by_name[n].weight, device=device) for n in o.names}
+        for key, o in objectives.items()
     }
     torch.manual_seed(seed)
     n_batches = 0
     for batch in tqdm(batches, desc="importance", disable=not progress, leave=False):
         batch = to_device(batch, device)
         preds = scorer(batch["image"])
-        for i, spec in enumerate(specs):
-            loss = task_loss(spec, preds[spec.name], batch[spec.name], align=align)
-            weights = [w.weight for w in owners[spec.name]]  # effective (masked) weights
-            grads = torch.autograd.grad(loss, weights, retain_graph=i < len(specs) - 1)
+        for i, (key, objective) in enumerate(objectives.items()):
+            weights = [by_name[n].weight for n in objective.names]  # effective (masked) weights
+            grads = torch.autograd.grad(
+                objective.loss(preds, batch), weights, retain_graph=i < len(objectives) - 1
+            )
             with torch.no_grad():
-                for w, weight, grad in zip(owners[spec.name], weights, grads, strict=True):
-                    scores[spec.name][w.name] += (weight * grad).abs()
+                for name, weight, grad in zip(objective.names, weights, grads, strict=True):
+                    totals[key][name] += (
+                        (weight * grad).abs() if criterion == "taylor" else grad.abs()
+                    )
         n_batches += 1
     if n_batches == 0:
-        raise ValueError("taylor importance needs at least one batch")
-    return {t: {n: s.cpu() for n, s in per.items()} for t, per in scores.items()}
+        raise ValueError(f"{criterion} importance needs at least one batch")
+    if criterion == "w2grad":
+        with torch.no_grad():
+            for per_name in totals.values():
+                for name, total in per_name.items():
+                    total *= by_name[name].weight.detach() ** 2
+    return {key: {n: s.cpu() for n, s in per.items()} for key, per in totals.items()}

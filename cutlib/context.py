@@ -1,0 +1,271 @@
+"""What every method shares (DESIGN §5): the run context (configuration, profile, data, the
+pre-trained model, timings), the training budgets of the two protocols, and training under fixed
+masks. The pruning algorithms live in :mod:`cutlib.pruning`; the registry in :mod:`cutlib.methods`.
+
+**Training budgets.** With P the profile's pre-training iterations and F its fine-tuning
+iterations, a method either starts from the dense pre-trained model (which has had P iterations)
+or from scratch, and may train over several rounds:
+
+- ``fair``: from the pre-trained model, F iterations of the ``finetune`` schedule; from scratch,
+  P + F iterations of the ``pretrain`` schedule. A method with several rounds splits that budget
+  across them.
+- ``paper``: from the pre-trained model, F iterations per round; from scratch, the schedule the
+  reference code uses, per round: ``finetune`` (the CUT code's SNIP and random baselines) or
+  ``pretrain`` (DiSparse, RigL).
+
+So under ``fair`` every deployed model has had P + F optimiser steps since its random
+initialisation, however it was obtained; under ``paper`` a network pruned at initialisation may get
+only the short fine-tuning, as in the CUT code (PAPER_NOTES §3.1), which makes it look weak.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from cutlib.checkpoint import load_model
+from cutlib.data import load_dataset
+from cutlib.data.arrays import ArrayDataset
+from cutlib.metrics import conventions_from_name, evaluate
+from cutlib.models import SceneNet
+from cutlib.pruning.importance import (
+    GRADIENT_CRITERIA,
+    BNMode,
+    Criterion,
+    TaskScores,
+    joint_importance,
+    scoring_batches,
+    task_importance,
+)
+from cutlib.pruning.masks import Masks, apply_masks, fold_masks
+from cutlib.pruning.thresholds import Ranking
+from cutlib.tasks import TaskSpec
+from cutlib.train import TrainConfig, train
+
+if TYPE_CHECKING:
+    from cutlib.experiments import RunConfig
+
+PROTOCOLS: tuple[str, ...] = ("fair", "paper")
+DEFAULT_PROTOCOL = "fair"
+
+#: Where a method's training starts: the dense pre-trained weights, or a fresh initialisation.
+Start = Literal["pretrained", "scratch"]
+#: Which schedule the reference code gives a from-scratch method (the ``paper`` protocol).
+ReferenceSchedule = Literal["pretrain", "finetune"]
+
+
+@dataclass
+class MethodResult:
+    """A method's deployed model (selected heads only), its training history, and details worth
+    recording in ``metrics.json`` (``details``)."""
+
+    model: SceneNet
+    history: list[dict[str, float]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    #: extra models saved beside ``model.pt`` as ``<name>.pt`` (e.g. ``rewind`` for LTH)
+    artifacts: dict[str, SceneNet] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """What a method needs: the validated config, profile, tasks, device and the pre-trained run
+    (``None`` while pre-training it)."""
+
+    config: RunConfig
+    profile: dict[str, Any]
+    all_tasks: tuple[TaskSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    device: torch.device
+    progress: bool
+    pretrained: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+    selected_iteration: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def task_names(self) -> list[str]:
+        """Names of the selected tasks."""
+        return [t.name for t in self.tasks]
+
+    def time(self, stage: str, since: float) -> None:
+        """Add the seconds since ``since`` to the timing of ``stage``."""
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - since
+
+    def dataset(self, split: str, augment: bool | None = None) -> ArrayDataset:
+        """Load a split of this run's dataset (timed under ``data``)."""
+        start = time.perf_counter()
+        data = load_dataset(
+            self.config.dataset, split, self.profile, self.config.seed, augment=augment
+        )
+        self.time("data", start)
+        return data
+
+    def train_config(self, section: str) -> TrainConfig:
+        """The schedule of a profile section (``pretrain``, ``finetune``)."""
+        return TrainConfig.from_profile(self.profile[section])
+
+    def load_pretrained(self) -> SceneNet:
+        """The dense pre-trained multi-task model (all heads), on this run's device."""
+        assert self.pretrained is not None, "the pre-training run has no pre-trained model"
+        return load_model(self.pretrained / "model.pt", self.device)
+
+    def pretrained_compact(self) -> SceneNet:
+        """The dense pre-trained model with only the selected heads."""
+        return self.load_pretrained().keep_tasks(self.task_names)
+
+    def initial_model(self) -> SceneNet:
+        """The network at initialisation, all heads: the very weights W_0 that pre-training
+        started from (same seed, same construction)."""
+        torch.manual_seed(self.config.seed)
+        return SceneNet(self.all_tasks, **self.profile["model"]).to(self.device)
+
+    def load_rewind(self) -> SceneNet:
+        """The dense model early in pre-training (``pretrain.rewind_iteration``), all heads."""
+        assert self.pretrained is not None, "the pre-training run has no rewinding checkpoint"
+        path = self.pretrained / "rewind.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: the pre-trained run predates rewinding checkpoints; "
+                "delete its folder to retrain it"
+            )
+        return load_model(path, self.device)
+
+    def test_metrics(self, model: torch.nn.Module, tasks: tuple[TaskSpec, ...] | None = None):
+        """Metrics of ``model`` on the test split (the selected tasks by default)."""
+        loader = DataLoader(self.dataset("test"), batch_size=self.profile["eval"]["batch_size"])
+        conventions = conventions_from_name(self.profile["eval"].get("conventions", "standard"))
+        return evaluate(
+            model, loader, tasks or self.tasks, conventions=conventions, device=self.device
+        )
+
+    def scoring_batches(self) -> list[dict[str, Tensor]]:
+        """The profile's ``scoring.batches`` batches of the augmented training split
+        (:func:`cutlib.pruning.importance.scoring_batches`)."""
+        scoring = self.profile["scoring"]
+        return scoring_batches(
+            self.dataset("train"), scoring["batch_size"], scoring["batches"], self.config.seed
+        )
+
+    def task_scores(
+        self, model: SceneNet, criterion: Criterion, bn_mode: BNMode = "train"
+    ) -> TaskScores:
+        """Per-task importance of the selected tasks on ``model`` over the scoring batches
+        (timed under ``scoring``)."""
+        batches = self.scoring_batches() if criterion in GRADIENT_CRITERIA else []
+        start = time.perf_counter()
+        scores = task_importance(
+            model,
+            batches,
+            self.tasks,
+            criterion,
+            bn_mode=bn_mode,
+            align=self.train_config("finetune").align,
+            seed=self.config.seed,
+            progress=self.progress,
+        )
+        self.time("scoring", start)
+        return scores
+
+    def joint_scores(self, model: SceneNet, criterion: Criterion) -> dict[str, Tensor]:
+        """Importance for the joint λ-weighted loss of the selected tasks on ``model``, in train
+        mode (timed under ``scoring``)."""
+        batches = self.scoring_batches() if criterion in GRADIENT_CRITERIA else []
+        start = time.perf_counter()
+        scores = joint_importance(
+            model,
+            batches,
+            self.tasks,
+            criterion,
+            align=self.train_config("finetune").align,
+            seed=self.config.seed,
+            progress=self.progress,
+        )
+        self.time("scoring", start)
+        return scores
+
+    def global_masks(self, model: SceneNet, criterion: Criterion) -> Masks:
+        """One global ranking of every prunable weight of ``model`` by its joint ``criterion``
+        score, keeping exactly ⌊(1 − sparsity)·N⌋ (SNIP, random and magnitude pruning)."""
+        scores = self.joint_scores(model, criterion)
+        start = time.perf_counter()
+        masks = Ranking(scores).masks(1.0 - self.config.sparsity)
+        self.time("fusion", start)
+        return masks
+
+    def schedule(
+        self, start: Start, reference: ReferenceSchedule = "finetune", rounds: int = 1
+    ) -> TrainConfig:
+        """The schedule of one training round under this run's protocol (module docstring).
+
+        Args:
+            start: ``pretrained`` or ``scratch``.
+            reference: the schedule the reference code gives a from-scratch method (``paper``).
+            rounds: the number of training rounds the method runs (IMP, LTH); under ``fair`` they
+                share the budget, under ``paper`` each gets the whole schedule.
+        """
+        pretrain, finetune = self.train_config("pretrain"), self.train_config("finetune")
+        if self.config.protocol == "paper":
+            return finetune if start == "pretrained" else self.train_config(reference)
+        if start == "pretrained":
+            total, base = finetune.iterations, finetune
+        else:
+            total, base = pretrain.iterations + finetune.iterations, pretrain
+        per_round = max(total // rounds, 1)
+        return replace(base, iterations=per_round, eval_every=min(base.eval_every, per_round))
+
+    def train(
+        self,
+        model: SceneNet,
+        tasks: tuple[TaskSpec, ...],
+        schedule: TrainConfig,
+        stage: str,
+        on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Train ``model`` on the λ-weighted loss of ``tasks`` with ``schedule``, selecting the
+        checkpoint on the validation split; the seconds are added to ``timings[stage]``, the
+        selected iteration goes to ``selected_iteration[stage]``. Returns the history."""
+        result = train(
+            model,
+            tasks,
+            self.dataset("train"),
+            self.dataset("val"),
+            schedule,
+            seed=self.config.seed,
+            device=self.device,
+            eval_batch_size=self.profile["eval"]["batch_size"],
+            progress=self.progress,
+            description=stage,
+            on_step=on_step,
+        )
+        self.timings[stage] = self.timings.get(stage, 0.0) + result.seconds
+        self.selected_iteration[stage] = result.best_iteration
+        return result.history
+
+    def train_masked(
+        self,
+        model: SceneNet,
+        masks: Masks,
+        schedule: TrainConfig,
+        stage: str = "finetune",
+        on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
+    ) -> MethodResult:
+        """Install ``masks`` on ``model`` (selected heads only), record its test metrics, train it
+        on the selected tasks with the masks fixed (``on_step`` may change them), and fold the
+        masks into the weights. The details hold the metrics before training and the selected
+        iteration; methods add their own."""
+        apply_masks(model, masks)
+        before = self.test_metrics(model)
+        history = self.train(model, self.tasks, schedule, stage, on_step)
+        fold_masks(model)
+        details = {
+            "metrics_before_finetune": before,
+            f"{stage}_selected_iteration": self.selected_iteration[stage],
+            f"{stage}_iterations": schedule.iterations,
+        }
+        return MethodResult(model, history, details)

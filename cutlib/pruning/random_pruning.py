@@ -1,0 +1,20 @@
+"""``random``: random pruning at initialisation, then training the sparse network.
+
+Every prunable weight of the deployed model gets a seeded uniform random score and one global
+top-k keeps ⌊(1 − sparsity)·N⌋, so each layer loses about the same fraction; the masked network
+is trained from its initialisation W₀. This is the CUT code's random baseline
+(``prune.global_unstructured`` with ``RandomUnstructured`` on a fresh network, PAPER_NOTES §3.1),
+over the deployed model (backbone + selected heads) instead of every head. The training budget
+follows the protocol (:mod:`cutlib.context`): the CUT code gives it the short fine-tuning.
+"""
+
+from __future__ import annotations
+
+from cutlib.context import MethodResult, RunContext
+
+
+def random_pruning(ctx: RunContext) -> MethodResult:
+    """Random masks at initialisation, then training from scratch."""
+    model = ctx.initial_model().keep_tasks(ctx.task_names)
+    masks = ctx.global_masks(model, "random")
+    return ctx.train_masked(model, masks, ctx.schedule("scratch", "finetune"), stage="train")

@@ -1,0 +1,292 @@
+"""The baselines on the shared machinery: every method hits the requested sparsity of the deployed
+model; DiSparse's arbiter is the union where CUT's is the vote; magnitude pruning keeps the largest
+weights; LTH rewinds to the early weights; SNIP scores the joint loss at initialisation; the two
+training protocols give the budgets they promise."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import cutlib.context as context
+from cutlib.checkpoint import load_model
+from cutlib.context import RunContext
+from cutlib.experiments import RunConfig, RunRecord, pretrained_run, run
+from cutlib.losses import multitask_loss
+from cutlib.methods import METHODS
+from cutlib.models import SceneNet
+from cutlib.profiles import load_profile
+from cutlib.pruning.importance import joint_importance, task_importance
+from cutlib.pruning.masks import BACKBONE, prunable_weights
+from cutlib.pruning.thresholds import Ranking
+from cutlib.tasks import TaskSpec
+from cutlib.train import TrainResult
+
+STATIC = ["disparse_static", "disparse_pt", "snip", "random", "magnitude", "imp", "lth"]
+TASKS = ("seg", "depth")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One results folder for the module, so the smoke pre-training is shared."""
+    return tmp_path_factory.mktemp("baselines") / "results"
+
+
+@pytest.fixture
+def shared_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CUTLIB_RESULTS", str(store))
+    return store
+
+
+def _smoke(method: str, *options: tuple[str, object], protocol: str = "fair") -> RunRecord:
+    config = RunConfig(
+        "synth-nyuv2", method, TASKS, 0.9, "smoke", options=options, protocol=protocol
+    )
+    return run(config, progress=False)
+
+
+def _weights(model: SceneNet) -> dict[str, torch.Tensor]:
+    return {w.name: w.weight.detach() for w in prunable_weights(model)}
+
+
+def _zero_fraction(model: SceneNet) -> float:
+    weights = list(_weights(model).values())
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+# --- every method, end to end -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", STATIC)
+def test_each_method_hits_the_sparsity_of_the_deployed_model(
+    method: str, shared_store: Path
+) -> None:
+    record = _smoke(method)
+    model = load_model(record.directory / "model.pt")
+    assert model.task_names == TASKS and "sn" not in model.heads
+    assert abs(_zero_fraction(model) - 0.9) <= 0.001
+    assert record.metrics["sparsity"]["achieved"] == pytest.approx(_zero_fraction(model))
+    assert record.metrics["protocol"] == "fair"
+    assert record.metrics["params"]["total"] < record.metrics["params"]["dense_total"]
+
+
+def test_every_contract_method_is_registered() -> None:
+    contract = {"dense", "cut", "disparse_dynamic", "rigl", *STATIC}
+    assert set(METHODS) == contract
+
+
+# --- arbiters ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_disparse_unions_the_same_task_masks_that_cut_votes_on(shared_store: Path) -> None:
+    """With the same scores (Taylor on the pre-trained weights) and the same κ, DiSparse keeps a
+    backbone weight that either task keeps, CUT only those both keep; heads are identical."""
+    kappa = ("keep_ratio", 0.2)
+    union = load_model(_smoke("disparse_pt", ("criterion", "taylor"), kappa).directory / "model.pt")
+    vote = load_model(_smoke("cut", kappa).directory / "model.pt")
+    kept_union = {n: w != 0 for n, w in _weights(union).items()}
+    kept_vote = {n: w != 0 for n, w in _weights(vote).items()}
+    backbone = [w.name for w in prunable_weights(vote) if w.owner == BACKBONE]
+    heads = [w.name for w in prunable_weights(vote) if w.owner != BACKBONE]
+    assert all((kept_vote[n] & ~kept_union[n]).sum() == 0 for n in backbone)
+    assert sum(int(kept_union[n].sum()) for n in backbone) > sum(
+        int(kept_vote[n].sum()) for n in backbone
+    )
+    assert all(torch.equal(kept_union[n], kept_vote[n]) for n in heads)
+
+
+# --- magnitude, LTH, SNIP: masks checked against an independent computation ------------------
+
+
+@pytest.fixture
+def fresh_store(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A results folder holding only the (really trained) smoke pre-training run, so the method
+    under test is computed afresh."""
+    monkeypatch.setenv("CUTLIB_RESULTS", str(store))
+    dense = pretrained_run(RunConfig("synth-nyuv2", profile="smoke"), progress=False)
+    results = tmp_path / "fresh"
+    shutil.copytree(dense, results / "runs" / dense.name)
+    monkeypatch.setenv("CUTLIB_RESULTS", str(results))
+    return results
+
+
+@pytest.fixture
+def no_training(
+    fresh_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[dict[str, torch.Tensor]]:
+    """Replace training by a no-op that records the prunable weights it was handed."""
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def fake_train(model: SceneNet, *args: object, **kwargs: object) -> TrainResult:
+        seen.append({n: w.clone() for n, w in _weights(model).items()})
+        return TrainResult()
+
+    monkeypatch.setattr(context, "train", fake_train)
+    return seen
+
+
+def _pretrained_compact() -> SceneNet:
+    directory = pretrained_run(RunConfig("synth-nyuv2", profile="smoke"), progress=False)
+    return load_model(directory / "model.pt").keep_tasks(TASKS)
+
+
+def test_magnitude_keeps_exactly_the_largest_pretrained_weights(no_training: list) -> None:
+    dense = _pretrained_compact()
+    pruned = load_model(_smoke("magnitude").directory / "model.pt")
+    magnitudes = torch.cat([w.abs().reshape(-1) for w in _weights(dense).values()])
+    kept = torch.cat([(w != 0).reshape(-1) for w in _weights(pruned).values()])
+    assert int(kept.sum()) == int(0.1 * magnitudes.numel())
+    assert magnitudes[kept].min() >= magnitudes[~kept].max()
+
+
+def test_lth_rewinds_the_survivors_to_the_early_weights(no_training: list) -> None:
+    directory = pretrained_run(RunConfig("synth-nyuv2", profile="smoke"), progress=False)
+    early = _weights(load_model(directory / "rewind.pt").keep_tasks(TASKS))
+    rounds = load_profile("smoke", "synth-nyuv2")["baselines"]["rounds"]
+    _smoke("lth")
+    assert len(no_training) == rounds
+    for handed in no_training:  # each round starts from W_k ⊙ mask
+        for name, weight in handed.items():
+            assert torch.equal(weight, early[name] * (weight != 0))
+    survivors = [sum(int((w != 0).sum()) for w in r.values()) for r in no_training]
+    assert survivors == sorted(survivors, reverse=True) and survivors[0] > survivors[-1]
+
+
+def test_imp_prunes_a_nested_sequence_of_masks(no_training: list) -> None:
+    _smoke("imp")
+    kept = [{n: w != 0 for n, w in r.items()} for r in no_training]
+    assert len(kept) >= 2
+    for earlier, later in zip(kept, kept[1:], strict=False):
+        assert all((later[n] & ~earlier[n]).sum() == 0 for n in later)
+
+
+def test_snip_masks_the_initial_network_by_the_joint_loss(no_training: list) -> None:
+    record = _smoke("snip")
+    profile = load_profile("smoke", "synth-nyuv2")
+    ctx_tasks = [t for t in _specs(profile) if t.name in TASKS]
+    torch.manual_seed(0)
+    initial = SceneNet(_specs(profile), **profile["model"]).keep_tasks(TASKS)
+    assert all(
+        torch.equal(w, initial_w * (w != 0))
+        for w, initial_w in zip(no_training[0].values(), _weights(initial).values(), strict=True)
+    )
+    expected = Ranking(
+        joint_importance(initial, _scoring_batches(profile), ctx_tasks, "taylor")
+    ).masks(0.1)
+    saved = load_model(record.directory / "model.pt")
+    got = {n: w != 0 for n, w in _weights(saved).items()}
+    assert all(torch.equal(got[n], expected[n]) for n in expected)
+
+
+def _specs(profile: dict) -> tuple[TaskSpec, ...]:
+    from cutlib.data import dataset_tasks
+
+    return dataset_tasks("synth-nyuv2", profile)
+
+
+def _scoring_batches(profile: dict) -> list[dict[str, torch.Tensor]]:
+    from cutlib.data import load_dataset
+    from cutlib.pruning.importance import scoring_batches
+
+    scoring = profile["scoring"]
+    data = load_dataset("synth-nyuv2", "train", profile, 0)
+    return scoring_batches(data, scoring["batch_size"], scoring["batches"], 0)
+
+
+# --- joint and w2grad scores against independent references ----------------------------------
+
+
+def _net(three_tasks: tuple[TaskSpec, ...]) -> SceneNet:
+    torch.manual_seed(0)  # no dropout, so the reference and the scorer see the same network
+    return SceneNet(three_tasks, "resnet18", 0.125, 8, (1, 2, 3, 4), dropout=0.0)
+
+
+def test_joint_importance_is_the_sensitivity_of_the_weighted_loss(
+    three_tasks: tuple[TaskSpec, ...],
+) -> None:
+    tiny_net = _net(three_tasks)
+    generator = torch.Generator().manual_seed(2)
+    batch = {
+        "image": torch.randn(2, 3, 16, 16, generator=generator),
+        "seg": torch.randint(0, 5, (2, 16, 16), generator=generator),
+        "depth": torch.rand(2, 1, 16, 16, generator=generator) + 0.5,
+    }
+    specs = [three_tasks[0], three_tasks[2]]
+    ref = copy.deepcopy(tiny_net).train()
+    params = dict(ref.named_parameters())
+    names = [w.name for w in prunable_weights(ref) if w.owner in (BACKBONE, "seg", "depth")]
+    loss = multitask_loss(specs, ref(batch["image"]), batch)[0]
+    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    scores = joint_importance(tiny_net, [batch], ["seg", "depth"])
+    assert set(scores) == set(names)
+    for name, grad in zip(names, grads, strict=True):
+        torch.testing.assert_close(scores[name], (params[name].detach() * grad).abs())
+
+
+def test_w2grad_is_squared_weight_times_summed_absolute_gradient(
+    three_tasks: tuple[TaskSpec, ...],
+) -> None:
+    tiny_net = _net(three_tasks)
+    generator = torch.Generator().manual_seed(3)
+    batches = [
+        {
+            "image": torch.randn(2, 3, 16, 16, generator=generator),
+            "depth": torch.rand(2, 1, 16, 16, generator=generator) + 0.5,
+        }
+        for _ in range(2)
+    ]
+    ref = copy.deepcopy(tiny_net).train()
+    params = dict(ref.named_parameters())
+    names = [w.name for w in prunable_weights(ref) if w.owner in (BACKBONE, "depth")]
+    total = {n: torch.zeros_like(params[n]) for n in names}
+    for batch in batches:
+        loss = multitask_loss([three_tasks[2]], ref(batch["image"]), batch)[0]
+        grads = torch.autograd.grad(loss, [params[n] for n in names])
+        for name, grad in zip(names, grads, strict=True):
+            total[name] += grad.abs()
+    scores = task_importance(tiny_net, batches, ["depth"], "w2grad")["depth"]
+    for name in names:
+        torch.testing.assert_close(scores[name], params[name].detach() ** 2 * total[name])
+
+
+# --- protocols ---------------------------------------------------------------------------------
+
+
+def _context(protocol: str) -> RunContext:
+    config = RunConfig("synth-nyuv2", "snip", TASKS, 0.9, "smoke", protocol=protocol).validated()
+    profile = load_profile("smoke", "synth-nyuv2")
+    return RunContext(config, profile, (), (), torch.device("cpu"), False, None)
+
+
+def test_fair_protocol_gives_every_model_the_same_iterations_since_initialisation() -> None:
+    ctx = _context("fair")
+    p, f = (ctx.profile[s]["iterations"] for s in ("pretrain", "finetune"))
+    assert ctx.schedule("pretrained").iterations == f
+    assert ctx.schedule("scratch", "finetune").iterations == p + f
+    assert ctx.schedule("scratch", "pretrain").iterations == p + f
+    assert ctx.schedule("scratch").lr == ctx.profile["pretrain"]["lr"]
+    assert ctx.schedule("pretrained", rounds=2).iterations == f // 2
+
+
+def test_paper_protocol_gives_the_reference_codes_schedules() -> None:
+    ctx = _context("paper")
+    p, f = (ctx.profile[s]["iterations"] for s in ("pretrain", "finetune"))
+    assert ctx.schedule("pretrained").iterations == f
+    assert ctx.schedule("scratch", "finetune").iterations == f
+    assert ctx.schedule("scratch", "pretrain").iterations == p
+    assert ctx.schedule("pretrained", rounds=2).iterations == f
+
+
+def test_unknown_protocol_and_options_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown protocol 'generous'; valid protocols: fair"):
+        RunConfig("synth-nyuv2", "snip", protocol="generous").validated()
+    with pytest.raises(ValueError, match="method 'snip' takes no options"):
+        RunConfig("synth-nyuv2", "snip", options=(("fusion", "vote"),)).validated()
+    with pytest.raises(ValueError, match="unknown criterion 'l2'"):
+        RunConfig("synth-nyuv2", "disparse_pt", options=(("criterion", "l2"),)).validated()
