@@ -87,6 +87,10 @@ class RunContext:
     pretrained: Path | None
     timings: dict[str, float] = field(default_factory=dict)
     selected_iteration: dict[str, int] = field(default_factory=dict)
+    #: where the deployed model's training started (set by the model constructors below)
+    start: Start | None = None
+    #: optimiser steps taken by this run (all rounds)
+    trained_iterations: int = 0
 
     @property
     def task_names(self) -> list[str]:
@@ -113,6 +117,7 @@ class RunContext:
     def load_pretrained(self) -> SceneNet:
         """The dense pre-trained multi-task model (all heads), on this run's device."""
         assert self.pretrained is not None, "the pre-training run has no pre-trained model"
+        self.start = "pretrained"
         return load_model(self.pretrained / "model.pt", self.device)
 
     def pretrained_compact(self) -> SceneNet:
@@ -123,6 +128,7 @@ class RunContext:
         """The network at initialisation, all heads: the very weights W_0 that pre-training
         started from (same seed, same construction)."""
         torch.manual_seed(self.config.seed)
+        self.start = "scratch"
         return SceneNet(self.all_tasks, **self.profile["model"]).to(self.device)
 
     def load_rewind(self) -> SceneNet:
@@ -151,6 +157,17 @@ class RunContext:
         return scoring_batches(
             self.dataset("train"), scoring["batch_size"], scoring["batches"], self.config.seed
         )
+
+    def training_record(self) -> dict[str, Any]:
+        """Where training started, the protocol, the steps this run took, and the steps since
+        random initialisation (the pre-training's included when starting from it)."""
+        before = self.train_config("pretrain").iterations if self.start == "pretrained" else 0
+        return {
+            "protocol": self.config.protocol,
+            "start": self.start,
+            "iterations": self.trained_iterations,
+            "iterations_since_initialisation": before + self.trained_iterations,
+        }
 
     def task_scores(
         self, model: SceneNet, criterion: Criterion, bn_mode: BNMode = "train"
@@ -245,6 +262,7 @@ class RunContext:
         )
         self.timings[stage] = self.timings.get(stage, 0.0) + result.seconds
         self.selected_iteration[stage] = result.best_iteration
+        self.trained_iterations += schedule.iterations
         return result.history
 
     def train_masked(

@@ -229,7 +229,7 @@ def _execute(config: RunConfig, directory: Path, device: torch.device, progress:
         "metrics": metrics,
         "reference": {"dense": dense_metrics, "trivial": trivial},
         "delta_mtl": delta_mtl(metrics, dense_metrics, directions),
-        "details": result.details,
+        "details": result.details | {"training": ctx.training_record()},
         "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
     }
     write_json(directory / "config.json", full_config(config))

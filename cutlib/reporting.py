@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -333,3 +334,59 @@ def plot_mask_grids(
     axes[0][0].set_ylim(len(rows) - 0.5, -0.5)
     fig.tight_layout()
     return fig
+
+
+def mask_agreement(masks: Mapping[str, Mapping[str, Tensor]], reference: str) -> pd.DataFrame:
+    """Layer by layer (index = parameter name): the kept fraction of every mask set (one column
+    per set) and, for every other set, the IoU of its kept positions with ``reference``'s
+    (columns ``"IoU with <reference>: <set>"``). Layers missing from a set are NaN.
+
+    Example:
+        >>> a = {"w": torch.tensor([True, True, False, False])}
+        >>> b = {"w": torch.tensor([True, False, True, False])}
+        >>> mask_agreement({"a": a, "b": b}, "a").round(3).to_dict("records")
+        [{'a': 0.5, 'b': 0.5, 'IoU with a: b': 0.333}]
+    """
+    ref = masks[reference]
+    frame = pd.DataFrame(
+        {
+            name: {n: float(m.float().mean()) for n, m in sets.items()}
+            for name, sets in masks.items()
+        }
+    )
+    for name, sets in masks.items():
+        if name == reference:
+            continue
+        frame[f"IoU with {reference}: {name}"] = pd.Series(
+            {
+                n: float((m & ref[n]).sum()) / max(float((m | ref[n]).sum()), 1.0)
+                for n, m in sets.items()
+                if n in ref
+            }
+        )
+    return frame
+
+
+def runs_table(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec]) -> pd.DataFrame:
+    """One row per run (``metrics.json`` contents): method, protocol, where training started, the
+    optimiser steps since random initialisation, the achieved sparsity, Δ_MTL and each task's
+    first metric (with its direction), and the run's wall time."""
+    rows = []
+    for record in records:
+        training = record["details"].get("training", {})
+        row = {
+            "method": record["method"],
+            "protocol": training.get("protocol", record.get("protocol")),
+            "start": training.get("start"),
+            "steps since init": training.get("iterations_since_initialisation"),
+            "sparsity": record["sparsity"]["achieved"],
+            "Δ_MTL % ↑": record["delta_mtl"],
+        }
+        for task in tasks:
+            metric, higher = next(iter(task.metric_directions.items()))
+            row[f"{task.name} {metric} {'↑' if higher else '↓'}"] = record["metrics"][task.name][
+                metric
+            ]
+        row["wall s"] = record["timings"]["total"]
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -35,9 +35,9 @@ from cutlib.pruning.masks import BACKBONE, copy_model, is_masked, owned_by, prun
 from cutlib.tasks import TaskSpec
 from cutlib.train import to_device
 
-Criterion = Literal["taylor", "w2grad", "magnitude", "random"]
+Criterion = Literal["taylor", "w2grad", "gradient", "magnitude", "random"]
 CRITERIA: tuple[str, ...] = get_args(Criterion)
-GRADIENT_CRITERIA: tuple[str, ...] = ("taylor", "w2grad")
+GRADIENT_CRITERIA: tuple[str, ...] = ("taylor", "w2grad", "gradient")
 BNMode = Literal["train", "eval"]
 BN_MODES: tuple[str, ...] = get_args(BNMode)
 
@@ -113,8 +113,9 @@ def task_importance(
             ``DataLoader`` over the augmented training split; used by the gradient criteria.
         tasks: the tasks to score (names or specs), each with a head in ``model``.
         criterion: ``taylor`` (Σ_b |w ⊙ ∂L_t/∂w|, CUT), ``w2grad`` (w² ⊙ Σ_b |∂L_t/∂w|,
-            DiSparse's pre-trained variant on Taskonomy, PAPER_NOTES §2.4), ``magnitude`` (|w|)
-            or ``random`` (uniform noise, seeded by ``seed``).
+            DiSparse's pre-trained variant on Taskonomy, PAPER_NOTES §2.4), ``gradient``
+            (Σ_b |∂L_t/∂w|, the growth criterion of RigL and DiSparse's dynamic variant),
+            ``magnitude`` (|w|) or ``random`` (uniform noise, seeded by ``seed``).
         bn_mode: ``train`` (the authors') or ``eval`` BatchNorm/dropout behaviour while scoring.
         align: how predictions meet labels in the loss (see :mod:`cutlib.losses`).
         seed: seeds dropout while scoring and the ``random`` criterion.
@@ -218,7 +219,8 @@ def _gradient_scores(
     progress: bool,
 ) -> TaskScores:
     """One forward pass per batch, one backward pass per objective; taylor accumulates
-    |w ⊙ g| per batch, w2grad accumulates |g| and multiplies by w² at the end."""
+    |w ⊙ g| per batch, gradient and w2grad accumulate |g|, and w2grad multiplies by w² at the end.
+    The gradient is taken at the effective (masked) weights, so it is dense."""
     device = next(model.parameters()).device
     scorer = copy_model(model).train(bn_mode == "train")
     for param in scorer.parameters():
