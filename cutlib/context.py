@@ -174,31 +174,24 @@ class RunContext:
     ) -> TaskScores:
         """Per-task importance of the selected tasks on ``model`` over the scoring batches
         (timed under ``scoring``)."""
+        return self._timed_scores(task_importance, model, criterion, bn_mode)
+
+    def joint_scores(self, model: SceneNet, criterion: Criterion) -> dict[str, Tensor]:
+        """Importance for the joint λ-weighted loss of the selected tasks on ``model``, in train
+        mode (timed under ``scoring``)."""
+        return self._timed_scores(joint_importance, model, criterion, "train")
+
+    def _timed_scores(
+        self, score: Callable[..., Any], model: SceneNet, criterion: Criterion, bn_mode: BNMode
+    ) -> Any:
         batches = self.scoring_batches() if criterion in GRADIENT_CRITERIA else []
         start = time.perf_counter()
-        scores = task_importance(
+        scores = score(
             model,
             batches,
             self.tasks,
             criterion,
             bn_mode=bn_mode,
-            align=self.train_config("finetune").align,
-            seed=self.config.seed,
-            progress=self.progress,
-        )
-        self.time("scoring", start)
-        return scores
-
-    def joint_scores(self, model: SceneNet, criterion: Criterion) -> dict[str, Tensor]:
-        """Importance for the joint λ-weighted loss of the selected tasks on ``model``, in train
-        mode (timed under ``scoring``)."""
-        batches = self.scoring_batches() if criterion in GRADIENT_CRITERIA else []
-        start = time.perf_counter()
-        scores = joint_importance(
-            model,
-            batches,
-            self.tasks,
-            criterion,
             align=self.train_config("finetune").align,
             seed=self.config.seed,
             progress=self.progress,
