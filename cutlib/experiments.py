@@ -80,8 +80,11 @@ class RunConfig:
         checked = replace(
             self, tasks=tasks, sparsity=float(sparsity), seed=int(self.seed), options=options
         )
-        checked.method_options()
-        return checked
+        parsed = checked.method_options()
+        if parsed is not None:  # an option set to its default is the same run as no option
+            default = type(parsed)()
+            options = tuple((k, v) for k, v in options if getattr(default, k) != v)
+        return replace(checked, options=options)
 
     def method_options(self) -> Any:
         """The method's parsed options (e.g. :class:`~cutlib.pruning.cut.CutOptions`).

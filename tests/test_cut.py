@@ -207,6 +207,10 @@ def test_cut_run_config_normalises() -> None:
     assert config.tasks == ("seg", "depth") and config.sparsity == 0.9
     assert config.options == (("bn_mode", "eval"), ("fusion", "union"))
     assert config.method_options() == CutOptions(fusion="union", bn_mode="eval")
+    explicit = RunConfig(
+        "synth-nyuv2", "cut", options=(("fusion", "vote"), ("criterion", "taylor"))
+    )
+    assert explicit.validated() == RunConfig("synth-nyuv2", "cut").validated()
 
 
 # --- end to end ------------------------------------------------------------------------------
