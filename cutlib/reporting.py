@@ -40,12 +40,13 @@ def set_style() -> None:
 
 
 def save_figure(fig: Figure, name: str) -> list[Path]:
-    """Save ``fig`` as ``results/figures/<name>.png`` and ``.pdf``; return the paths."""
+    """Save ``fig`` as ``results/figures/<name>.png`` and ``.pdf``; return the paths. The PDF
+    carries no creation date, so an unchanged figure gives an unchanged file."""
     folder = results_dir() / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
-        fig.savefig(path)
+        fig.savefig(path, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     return paths
 
 
@@ -370,7 +371,8 @@ def mask_agreement(masks: Mapping[str, Mapping[str, Tensor]], reference: str) ->
 def runs_table(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec]) -> pd.DataFrame:
     """One row per run (``metrics.json`` contents): method, protocol, where training started, the
     optimiser steps since random initialisation, the achieved sparsity, Δ_MTL and each task's
-    first metric (with its direction), and the run's wall time."""
+    first metric (with its direction). Wall times stay out, so the table is reproducible to the
+    digit; they are in each run's ``timings``."""
     rows = []
     for record in records:
         training = record["details"].get("training", {})
@@ -387,6 +389,5 @@ def runs_table(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec]) 
             row[f"{task.name} {metric} {'↑' if higher else '↓'}"] = record["metrics"][task.name][
                 metric
             ]
-        row["wall s"] = record["timings"]["total"]
         rows.append(row)
     return pd.DataFrame(rows)
