@@ -48,6 +48,16 @@ class TrainConfig:
     eval_every: int = 100
     align: Align = "upsample"
 
+    def evaluation_iterations(self) -> set[int]:
+        """The iterations after which :func:`train` evaluates on the validation split (and may
+        keep the model as its checkpoint): every ``eval_every`` iterations, and the last one.
+
+        Example:
+            >>> sorted(TrainConfig(50, 8, 1e-3, eval_every=15).evaluation_iterations())
+            [15, 30, 45, 50]
+        """
+        return set(range(self.eval_every, self.iterations + 1, self.eval_every)) | {self.iterations}
+
     @classmethod
     def from_profile(cls, section: Mapping[str, Any]) -> TrainConfig:
         """Build from a profile section, ignoring keys that are not schedule fields."""
@@ -162,6 +172,7 @@ def train(
     steps_since_eval = 0
     start = time.perf_counter()
     batches = _forever(train_loader)
+    evaluations = config.evaluation_iterations()
     bar = tqdm(range(1, config.iterations + 1), desc=description, disable=not progress, leave=False)
     for iteration in bar:
         batch = to_device(next(batches), device)
@@ -175,7 +186,7 @@ def train(
         for name, value in {"loss": total, **per_task}.items():
             running[name] = running.get(name, 0.0) + float(value.detach())
         steps_since_eval += 1
-        if iteration % config.eval_every == 0 or iteration == config.iterations:
+        if iteration in evaluations:
             val = mean_losses(model, val_loader, tasks, device, config.align)
             entry = {"iteration": iteration, "lr": optimizer.param_groups[0]["lr"]}
             entry |= {f"train_{k}": v / steps_since_eval for k, v in running.items()}

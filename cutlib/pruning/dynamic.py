@@ -8,24 +8,34 @@ Sun et al., "DiSparse", CVPR 2022, its dynamic variant (PAPER_NOTES §2.5, §3.2
 Every update keeps each layer's number of non-zeros exactly constant: ``n = ⌊f(t) · active⌋``
 weights are dropped and ``n`` grown, so the sparsity of the deployed model never moves from the
 target the ERK budgets hit at the start.
+
+Example:
+    >>> shapes = {"a": torch.Size([4, 1]), "b": torch.Size([8, 8])}
+    >>> counts = erk_counts(shapes, 0.5)
+    >>> masks = random_masks(shapes, counts, torch.Generator().manual_seed(0))
+    >>> {name: int(mask.sum()) for name, mask in masks.items()}
+    {'a': 4, 'b': 30}
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Collection, Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Literal, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from cutlib.context import MethodResult, RunContext
+from cutlib.losses import Align
 from cutlib.models import SceneNet
 from cutlib.pruning.importance import joint_importance, task_importance
 from cutlib.pruning.masks import BACKBONE, Masks, prunable_weights
 from cutlib.tasks import TaskSpec
 
+#: The value a regrown weight starts from: ``zero`` (RigL) or its stored ``stale`` value (DiSparse).
 RegrowValue = Literal["zero", "stale"]
 
 
@@ -35,12 +45,14 @@ def erk_counts(
     power: float = 1.0,
     dense: Collection[str] = (),
 ) -> dict[str, int]:
-    """Erdős–Rényi-Kernel keep counts per layer, summing exactly to ``round(density · N)``.
+    """Erdős–Rényi-Kernel keep counts per layer (Evci et al. 2020), summing exactly to
+    ``round(density · N)``.
 
-    Layer ℓ with weight shape (n₁, …, n_k) gets density d_ℓ = ε·((Σ nᵢ)/(Π nᵢ))^power, with ε
-    solved so that Σ d_ℓ N_ℓ = density · N; a layer whose d_ℓ would exceed 1 is made dense and ε
-    re-solved; layers in ``dense`` are dense from the start. Rounding remainders go to the layers
-    with the largest fractional parts (ties by order), so the total is exact.
+    Layer ℓ with weight shape (n₁, …, n_k) gets density d_ℓ = ε·((Σ nᵢ)/(Π nᵢ))^power (RigL: power
+    1; DiSparse: 0.9), with ε solved so that Σ d_ℓ N_ℓ = density · N; a layer whose d_ℓ would exceed
+    1 is made dense and ε re-solved; layers in ``dense`` are dense from the start. Rounding
+    remainders go to the layers with the largest fractional parts (ties by order), so the total is
+    exact.
 
     Raises:
         ValueError: if ``density`` is outside (0, 1] or the dense layers alone exceed the budget.
@@ -69,9 +81,9 @@ def erk_counts(
         overfull = {n for n in rest if epsilon * raw[n] > 1.0}
         if not overfull:
             break
-        full |= overfull
+        full |= overfull  # ε only grows when they leave, so they stay overfull
     counts = {n: sizes[n] for n in full}
-    exact = {n: epsilon * raw[n] * sizes[n] for n in rest} if rest else {}
+    exact = {n: epsilon * raw[n] * sizes[n] for n in rest}
     counts |= {n: math.floor(v) for n, v in exact.items()}
     remainder = target - sum(counts.values())
     by_fraction = sorted(exact, key=lambda n: exact[n] - math.floor(exact[n]), reverse=True)
@@ -83,7 +95,14 @@ def erk_counts(
 def random_masks(
     shapes: Mapping[str, torch.Size], counts: Mapping[str, int], generator: torch.Generator
 ) -> Masks:
-    """Masks keeping exactly ``counts[name]`` uniformly random positions of each layer."""
+    """Masks keeping exactly ``counts[name]`` uniformly random positions of each layer (the top
+    ``counts[name]`` of i.i.d. uniform keys drawn from ``generator``).
+
+    Example:
+        >>> m = random_masks({"w": torch.Size([2, 3])}, {"w": 2}, torch.Generator().manual_seed(0))
+        >>> int(m["w"].sum()), m["w"].shape
+        (2, torch.Size([2, 3]))
+    """
     masks = {}
     for name, shape in shapes.items():
         keys = torch.rand(math.prod(shape), generator=generator)
@@ -94,19 +113,43 @@ def random_masks(
 
 
 def cosine_drop_fraction(iteration: int, end: int, alpha: float) -> float:
-    """RigL's drop fraction f(t) = α/2 · (1 + cos(π t / T_end))."""
+    """RigL's drop fraction f(t) = α/2 · (1 + cos(π t / T_end)) (Evci et al. 2020, §3).
+
+    Example:
+        >>> cosine_drop_fraction(0, 100, 0.3), cosine_drop_fraction(100, 100, 0.3)
+        (0.3, 0.0)
+    """
     return alpha / 2.0 * (1.0 + math.cos(math.pi * iteration / end))
 
 
-class GrowRule:
+def update_iterations(every: int, end: int, evaluations: Collection[int] = ()) -> list[int]:
+    """The iterations after which the masks change: RigL's t = ΔT, 2ΔT, … < T_end, except that an
+    update due at an ``evaluation`` iteration is made one iteration earlier (and dropped if that
+    one is an evaluation too).
+
+    Training evaluates, and may keep the model as its checkpoint, right after ``on_step`` at an
+    evaluation iteration; a weight grown at zero there would still be exactly zero, and count as
+    pruned in the deployed model. One optimiser step in between moves it off zero, so every
+    checkpoint has exactly the ERK number of non-zeros.
+
+    Example:
+        >>> update_iterations(5, 37, evaluations={15, 30, 45, 50})
+        [5, 10, 14, 20, 25, 29, 35]
+    """
+    due = range(every, end, every)
+    moved = [t - 1 if t in evaluations else t for t in due]
+    return [t for t in moved if t >= 1 and t not in evaluations]
+
+
+class GrowRule(Protocol):
     """Which inactive weights to grow: :meth:`prepare` computes gradient scores on a batch,
     :meth:`select` picks ``n`` of a layer's candidate positions."""
 
     def prepare(self, model: SceneNet, batch: Mapping[str, Tensor]) -> None:
-        raise NotImplementedError
+        """Score every prunable weight of ``model`` on ``batch`` (``model`` is not modified)."""
 
     def select(self, name: str, candidates: Tensor, n: int) -> Tensor:
-        raise NotImplementedError
+        """Boolean mask of ``n`` positions of layer ``name`` among ``candidates`` to grow."""
 
 
 def _top(scores: Tensor, candidates: Tensor, n: int) -> Tensor:
@@ -117,37 +160,50 @@ def _top(scores: Tensor, candidates: Tensor, n: int) -> Tensor:
     return chosen.reshape(candidates.shape)
 
 
-class JointGradient(GrowRule):
-    """RigL: grow where |∂L/∂w| of the joint λ-weighted loss is largest (the dense gradient at
-    the effective, masked weights)."""
+class JointGradient:
+    """RigL's growth: where |∂L/∂w| of the joint λ-weighted loss Σ_t λ_t L_t of ``tasks`` is
+    largest, L evaluated at the effective (masked) weights and differentiated with respect to all
+    of them, the dense gradient of Evci et al. 2020."""
 
-    def __init__(self, tasks: Sequence[TaskSpec]) -> None:
-        self.tasks = list(tasks)
+    def __init__(self, tasks: Sequence[TaskSpec], align: Align = "upsample") -> None:
+        self.tasks, self.align = list(tasks), align
         self.scores: dict[str, Tensor] = {}
 
     def prepare(self, model: SceneNet, batch: Mapping[str, Tensor]) -> None:
-        self.scores = joint_importance(model, [batch], self.tasks, "gradient")
+        self.scores = joint_importance(model, [batch], self.tasks, "gradient", align=self.align)
 
     def select(self, name: str, candidates: Tensor, n: int) -> Tensor:
         return _top(self.scores[name].to(candidates.device), candidates, n)
 
 
-class UnionOfTaskGradients(GrowRule):
-    """DiSparse's dynamic arbiter: each task proposes the ``n`` candidates with the largest
-    |∂L_t/∂w| of its own loss; a head grows its own task's proposal, the backbone the union of
-    the proposals. The union can hold up to |S|·n positions; to keep the number of non-zeros
-    constant, the ``n`` with the largest score, normalised by each task's total over the layer and
-    maximised over tasks, are kept (the reference code grows the whole union, so its count
-    drifts)."""
+class UnionOfTaskGradients:
+    """DiSparse's disentangled growth with its union arbiter (Sun et al. 2022, PAPER_NOTES §2.5).
 
-    def __init__(self, tasks: Sequence[TaskSpec]) -> None:
-        self.tasks = list(tasks)
+    Each task t proposes the ``n`` candidates with the largest |∂L_t/∂w| of its own unweighted loss
+    over its sub-model (backbone + head t); a head grows its own task's proposal, the backbone the
+    union of the proposals. The union holds between n and |S|·n positions; to keep the number of
+    non-zeros constant, the ``n`` union positions with the largest score normalised by the task's
+    sum over the layer, ŝ_t = s_t / Σ_layer s_t, maximised over tasks, are kept. **Deviation:** the
+    reference code grows the whole union, so its non-zero count drifts upwards at every update.
+
+    Example:
+        >>> seg = TaskSpec("seg", "seg", 3, ignore_value=255)
+        >>> rule = UnionOfTaskGradients([seg, TaskSpec("depth", "depth", 1)])
+        >>> rule.owners = {"b": BACKBONE}
+        >>> rule.scores = {"seg": {"b": torch.tensor([5.0, 4, 0, 0])},
+        ...                "depth": {"b": torch.tensor([0.0, 0, 1, 3])}}
+        >>> rule.select("b", torch.ones(4, dtype=torch.bool), 2)  # {0, 1} ∪ {2, 3} → 0 and 3
+        tensor([ True, False, False,  True])
+    """
+
+    def __init__(self, tasks: Sequence[TaskSpec], align: Align = "upsample") -> None:
+        self.tasks, self.align = list(tasks), align
         self.owners: dict[str, str] = {}
         self.scores: dict[str, dict[str, Tensor]] = {}
 
     def prepare(self, model: SceneNet, batch: Mapping[str, Tensor]) -> None:
         self.owners = {w.name: w.owner for w in prunable_weights(model)}
-        self.scores = task_importance(model, [batch], self.tasks, "gradient")
+        self.scores = task_importance(model, [batch], self.tasks, "gradient", align=self.align)
 
     def select(self, name: str, candidates: Tensor, n: int) -> Tensor:
         owner = self.owners[name]
@@ -161,15 +217,34 @@ class UnionOfTaskGradients(GrowRule):
         return _top(normalised, union, n)
 
 
+@contextlib.contextmanager
+def _random_state_kept(model: nn.Module) -> Iterator[None]:
+    """Restore the CPU random state, and that of the model's accelerator, on exit: scoring seeds
+    the global generators, which must not change the training's dropout and augmentation."""
+    device = next(model.parameters()).device
+    devices = [] if device.type == "cpu" else [device]
+    with torch.random.fork_rng(devices=devices, device_type=device.type):
+        yield
+
+
 class DynamicSparsity:
     """The mask updater, called after every optimiser step (``train(on_step=...)``).
 
-    At iterations t with t % ``every`` == 0 and t < ``end``, in every masked layer: drop the
-    n = ⌊f(t) · active⌋ active weights with the smallest |w| (f: :func:`cosine_drop_fraction`),
-    then grow n of the previously inactive positions chosen by ``rule``; grown weights start at
-    zero (``regrow="zero"``, RigL) or resume their stored value (``"stale"``, DiSparse's code).
-    Only the layers in ``names`` are touched. The gradient pass works on a copy of the model (its
-    BatchNorm statistics do not move) and does not consume the global random stream.
+    At the :func:`update_iterations` t (every ``every`` iterations before ``end``, moved off the
+    ``evaluations`` the training loop makes: ``TrainConfig.evaluation_iterations``), in every
+    layer of ``names``: drop the n = ⌊f(t) · active⌋ active weights with the smallest |w| (f:
+    :func:`cosine_drop_fraction`), then grow n of the positions inactive *before* the drop, chosen
+    by ``rule`` on the batch just trained on (so a just-dropped weight cannot come back and exactly
+    n positions move). The masks (``weight_mask`` buffers) change in place; a grown weight starts
+    at zero (``regrow="zero"``, RigL) or resumes its stored ``weight_orig`` value (``"stale"``,
+    DiSparse's code). Layers outside ``names`` (and heads the compact model no longer has) are
+    never touched. The gradients are taken on a copy of the model, so its BatchNorm statistics and
+    ``.grad`` fields do not change, and the random state is restored afterwards. The optimiser's
+    state for a regrown weight is left as it is.
+
+    Attributes:
+        updates: mask updates made; ``moved``: weights dropped (= grown) in all;
+        ``seconds``: time spent in the updates.
     """
 
     def __init__(
@@ -182,27 +257,35 @@ class DynamicSparsity:
         end: int,
         alpha: float,
         regrow: RegrowValue = "zero",
+        evaluations: Collection[int] = (),
     ) -> None:
         if every < 1 or end < 0 or not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"bad schedule: every={every}, end={end}, alpha={alpha}")
+            raise ValueError(
+                f"a dynamic-sparsity schedule needs every ≥ 1, end ≥ 0 and alpha in [0, 1]; "
+                f"got every={every}, end={end}, alpha={alpha}"
+            )
         self.model = model
         self.modules = {w.name: w.module for w in prunable_weights(model) if w.name in names}
-        self.rule, self.every, self.end, self.alpha, self.regrow = rule, every, end, alpha, regrow
+        self.rule, self.end, self.alpha, self.regrow = rule, end, alpha, regrow
+        self.iterations = frozenset(update_iterations(every, end, evaluations))
         self.updates = 0
         self.moved = 0
+        self.seconds = 0.0
 
     def __call__(self, iteration: int, batch: Mapping[str, Tensor]) -> None:
-        if iteration % self.every or iteration >= self.end:
+        if iteration not in self.iterations:
             return
+        start = time.perf_counter()
         fraction = cosine_drop_fraction(iteration, self.end, self.alpha)
-        with torch.random.fork_rng(devices=[]):
+        with _random_state_kept(self.model):
             self.rule.prepare(self.model, batch)
         with torch.no_grad():
             for name, module in self.modules.items():
                 self.moved += self._update(name, module, fraction)
         self.updates += 1
+        self.seconds += time.perf_counter() - start
 
-    def _update(self, name: str, module: torch.nn.Module, fraction: float) -> int:
+    def _update(self, name: str, module: nn.Module, fraction: float) -> int:
         mask = module.weight_mask
         active = mask.bool()
         inactive = ~active
@@ -225,41 +308,61 @@ def deployed_shapes(model: SceneNet) -> dict[str, torch.Size]:
     return {w.name: w.weight.shape for w in prunable_weights(model)}
 
 
+def _initial_densities(model: SceneNet, masks: Masks) -> dict[str, float]:
+    """Density of ``masks`` per owner (``backbone`` and each head)."""
+    kept: dict[str, list[int]] = {}
+    for w in prunable_weights(model):
+        counts = kept.setdefault(w.owner, [0, 0])
+        counts[0] += int(masks[w.name].sum())
+        counts[1] += masks[w.name].numel()
+    return {owner: round(k / total, 6) for owner, (k, total) in kept.items()}
+
+
 def train_dynamic(
     ctx: RunContext,
-    rule: GrowRule,
+    grow: Callable[[Sequence[TaskSpec], Align], GrowRule],
     *,
     power: float,
     alpha: float,
     regrow: RegrowValue,
     dense: Collection[str] = (),
 ) -> MethodResult:
-    """Dynamic sparse training of the compact model from its initialisation: ERK budgets (with
-    ``power``; ``dense`` layers kept whole) at the run's sparsity, random initial masks, then the
-    profile's ``baselines.dynamic`` schedule of :class:`DynamicSparsity` updates."""
+    """Dynamic sparse training of the compact model (backbone + selected heads) from its
+    initialisation W₀, growing by the rule ``grow(selected tasks, the schedule's align)``: ERK
+    budgets (with ``power``; ``dense`` layers kept whole) at the run's
+    sparsity, random initial masks (timed under ``masks``), then the profile's
+    ``baselines.dynamic`` schedule (ΔT = ``update_every``, T_end = ``end_fraction`` · T) of
+    :class:`DynamicSparsity` updates with drop fraction ``alpha``, over the ``scratch`` schedule
+    of the run's protocol (the reference code's ``pretrain`` one under ``paper``)."""
     settings = ctx.profile["baselines"]["dynamic"]
     model = ctx.initial_model().keep_tasks(ctx.task_names)
     shapes = deployed_shapes(model)
     start = time.perf_counter()
     counts = erk_counts(shapes, 1.0 - ctx.config.sparsity, power, dense)
     masks = random_masks(shapes, counts, torch.Generator().manual_seed(ctx.config.seed))
-    ctx.time("fusion", start)
+    ctx.time("masks", start)
     schedule = ctx.schedule("scratch", "pretrain")
     updater = DynamicSparsity(
         model,
         shapes,
-        rule,
+        grow(ctx.tasks, schedule.align),
         every=int(settings["update_every"]),
         end=int(settings["end_fraction"] * schedule.iterations),
         alpha=alpha,
         regrow=regrow,
+        evaluations=schedule.evaluation_iterations(),
     )
     result = ctx.train_masked(model, masks, schedule, stage="train", on_step=updater)
     result.details |= {
         "mask_updates": updater.updates,
         "weights_regrown": updater.moved,
+        "mask_update_seconds": round(updater.seconds, 3),
         "drop_fraction": alpha,
-        "erk_power": power,
+        "update_every": int(settings["update_every"]),
+        "update_end": updater.end,
         "regrow": regrow,
+        "erk_power": power,
+        "erk_dense_layers": [n for n in shapes if counts[n] == math.prod(shapes[n])],
+        "erk_density": _initial_densities(model, masks),
     }
     return result
