@@ -1,6 +1,7 @@
 """The ``cutlib`` command (DESIGN §6).
 
-``cutlib run`` runs one experiment; ``cutlib reproduce`` executes the notebooks. Bad input (unknown
+``cutlib run`` runs one experiment; ``cutlib grid`` runs a profile's experiment grid;
+``cutlib reproduce`` executes the notebooks. Bad input (unknown
 dataset, task, method, profile, notebook or notebook parameter; a sparsity outside [0, 1)) prints
 one line naming the valid choices and exits with status 2, before anything is written.
 """
@@ -91,7 +92,61 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a notebook parameter (YAML value), repeatable",
     )
+
+    grid = commands.add_parser(
+        "grid", help="run the profile's experiment grid (resumable) and write its runs table"
+    )
+    grid.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}"
+    )
+    grid.add_argument("--dataset", type=_split_list, help="only these datasets of the grid")
+    grid.add_argument("--jobs", type=int, default=1, help="parallel runs (processes)")
+    grid.add_argument(
+        "--threads", type=int, help="CPU threads per run (default: 1 with --jobs > 1)"
+    )
+    grid.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    grid.add_argument(
+        "--out", type=Path, help="results folder (default: results/, or results/<profile>/)"
+    )
+    grid.add_argument("--dry-run", action="store_true", help="list the runs, make none")
     return parser
+
+
+def _cmd_grid(args: argparse.Namespace) -> int:
+    import os
+
+    from cutlib.grid import grid_cells, pending_runs, run_grid, write_runs_table
+    from cutlib.io import results_dir
+    from cutlib.profiles import check_profile_name
+    from cutlib.reproduce import default_out
+
+    try:
+        check_profile_name(args.profile)
+        if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+            raise ValueError("--jobs and --threads must be at least 1")
+        out = args.out if args.out is not None else default_out(args.profile)
+        os.environ["CUTLIB_RESULTS"] = str(Path(out).resolve())
+        cells = grid_cells(args.profile, datasets=args.dataset)
+    except ValueError as err:
+        return _bad_input("cutlib grid", err)
+    if not cells:
+        return _bad_input("cutlib grid", ValueError(f"the {args.profile} grid has no runs here"))
+    pending = pending_runs(cells)
+    print(
+        f"{args.profile} grid: {len(cells)} cells, {len(pending)} runs to make "
+        f"(run store: {results_dir() / 'runs'})"
+    )
+    if args.dry_run:
+        for config in pending:
+            print(
+                f"  {config.dataset} {config.method} {'+'.join(config.tasks or ())} "
+                f"s={config.sparsity:g} seed={config.seed} {config.protocol}"
+            )
+        return 0
+    run_grid(cells, jobs=args.jobs, threads=args.threads, device=args.device)
+    _, path = write_runs_table(cells)
+    print(f"runs table: {path}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -141,7 +196,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cutlib`` console script."""
     args = build_parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "reproduce": _cmd_reproduce}
+    handlers = {"run": _cmd_run, "reproduce": _cmd_reproduce, "grid": _cmd_grid}
     return handlers[args.command](args)
 
 

@@ -30,7 +30,7 @@ from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
 from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, pretrain
 from cutlib.metrics import delta_mtl
-from cutlib.profiles import DEFAULT_PROFILE, check_profile_name, load_profile
+from cutlib.profiles import DEFAULT_PROFILE, check_profile_name, load_profile, run_settings
 from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
 from cutlib.tasks import select_tasks
 from cutlib.train import resolve_device
@@ -109,7 +109,7 @@ def full_config(config: RunConfig) -> dict[str, Any]:
     """Everything that determines a run's result; its hash is the run id."""
     return {
         "run": asdict(config),
-        "profile": load_profile(config.profile, config.dataset),
+        "profile": run_settings(load_profile(config.profile, config.dataset)),
         "versions": {"cutlib": cutlib.__version__, "synthetic_data": SYNTHETIC_VERSION},
     }
 

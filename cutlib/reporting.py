@@ -50,13 +50,23 @@ def save_figure(fig: Figure, name: str) -> list[Path]:
     return paths
 
 
-def save_table(table: pd.DataFrame, name: str, floatfmt: str = ".4g") -> list[Path]:
-    """Save ``table`` as ``results/tables/<name>.csv`` and ``.md``; return the paths."""
+def save_table(
+    table: pd.DataFrame,
+    name: str,
+    floatfmt: str = ".4g",
+    markdown: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Save ``table`` as ``results/tables/<name>.csv`` and ``.md``; return the paths.
+
+    ``markdown``: a formatted version of the table (e.g. ``mean ± std`` strings with the best in
+    bold, :mod:`cutlib.comparison`) to write as the Markdown instead of ``table``.
+    """
     folder = results_dir() / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     csv, md = folder / f"{name}.csv", folder / f"{name}.md"
     table.to_csv(csv, index=False, float_format=f"%{floatfmt}")
-    md.write_text(table.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    shown = table if markdown is None else markdown
+    md.write_text(shown.to_markdown(index=False, floatfmt=floatfmt) + "\n")
     return [csv, md]
 
 

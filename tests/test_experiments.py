@@ -111,6 +111,34 @@ def test_run_id_depends_on_the_configuration() -> None:
     assert run_id(a).startswith("synth-nyuv2-dense-seg+sn+depth-s0-smoke-seed0-")
 
 
+def test_run_id_ignores_planning_entries_but_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = RunConfig("synth-nyuv2", "cut", ("seg", "depth"), 0.9, "smoke").validated()
+    original = experiments.load_profile
+
+    def edited(change):
+        def load(name, dataset=None):
+            profile = original(name, dataset)
+            change(profile)
+            return profile
+
+        return load
+
+    before = run_id(config)
+    planning = {
+        "grid": lambda p: p.update(grid={"sparsities": [0.5]}),
+        "seeds": lambda p: p.update(seeds=[0, 1, 2, 3]),
+        "notebook": lambda p: p["baselines"]["notebook"].update(cut=["fair", "paper"]),
+        "description": lambda p: p.update(description="another text"),
+    }
+    for change in planning.values():
+        monkeypatch.setattr(experiments, "load_profile", edited(change))
+        assert run_id(config) == before
+    monkeypatch.setattr(
+        experiments, "load_profile", edited(lambda p: p["finetune"].update(iterations=21))
+    )
+    assert run_id(config) != before
+
+
 def test_same_seed_gives_identical_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     metrics = []
     for folder in ("a", "b"):

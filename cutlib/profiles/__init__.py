@@ -17,6 +17,12 @@ import yaml
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "full", "paper")
 DEFAULT_PROFILE = "quick"
 
+#: Profile entries that say which runs to make or how to present them, not how one run goes:
+#: top-level keys, and ``(section, key)`` pairs. They are left out of a run's identity, so a
+#: change of the grid or of a notebook's run list reuses every finished run.
+PLANNING_KEYS: tuple[str, ...] = ("description", "seeds", "grid", "claims", "ablations")
+PLANNING_SUBKEYS: tuple[tuple[str, str], ...] = (("baselines", "notebook"),)
+
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
@@ -49,3 +55,18 @@ def load_profile(name: str, dataset: str | None = None) -> dict[str, Any]:
     if dataset is not None and dataset in overrides:
         profile = _deep_merge(profile, overrides[dataset])
     return profile
+
+
+def run_settings(profile: dict[str, Any]) -> dict[str, Any]:
+    """The part of a loaded profile that determines the result of one run (its identity):
+    the profile without :data:`PLANNING_KEYS` and :data:`PLANNING_SUBKEYS`.
+
+    Example:
+        >>> "grid" in run_settings(load_profile("quick", "synth-nyuv2"))
+        False
+    """
+    settings = {k: copy.deepcopy(v) for k, v in profile.items() if k not in PLANNING_KEYS}
+    for section, key in PLANNING_SUBKEYS:
+        if isinstance(settings.get(section), dict):
+            settings[section].pop(key, None)
+    return settings

@@ -1,0 +1,218 @@
+"""The grid's tables and its metric-vs-sparsity figure (issue 5), from the tidy table of
+:func:`cutlib.grid.collect`.
+
+Tables follow DiSparse's layout (PAPER_NOTES §2.8): one row per method, one column per metric of
+the selected tasks with its direction (↑ higher is better, ↓ lower), the best method in **bold**
+(the dense reference is not a contender), ``mean ± std`` over seeds when there are several. Each
+table comes as a numeric frame (means; the CSV) and a formatted one (the Markdown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from cutlib.methods import DENSE
+
+#: The Δ_MTL rows of the tidy table.
+DELTA = ("all", "delta_mtl")
+
+
+def column_label(task: str, metric: str, higher: bool) -> str:
+    """``"seg mIoU ↑"``; Δ_MTL is ``"Δ_MTL % ↑"``."""
+    if (task, metric) == DELTA:
+        return "Δ_MTL % ↑"
+    return f"{task} {metric} {'↑' if higher else '↓'}"
+
+
+def _summary(values: pd.Series) -> tuple[float, float, int]:
+    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return float(values.mean()), std, len(values)
+
+
+def _formatted(mean: float, std: float, n: int, precision: int) -> str:
+    if n > 1:
+        return f"{mean:.{precision}f} ± {std:.{precision}f}"
+    return f"{mean:.{precision}f}"
+
+
+def _significant_precision(value: float) -> int:
+    """Decimals that show about four significant digits (at least 2)."""
+    if value == 0 or not np.isfinite(value):
+        return 2
+    return int(max(2, 3 - np.floor(np.log10(abs(value)))))
+
+
+def method_table(
+    runs: pd.DataFrame, dataset: str, tasks: str, sparsity: float, protocol: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """DiSparse's layout for one setting: rows = methods (dense first, then by Δ_MTL), columns =
+    every metric of the selected tasks and Δ_MTL.
+
+    Returns:
+        ``(numeric, formatted)``: means (with a ``seeds`` column) for the CSV; ``mean ± std``
+        strings with the best method of each column in bold for the Markdown.
+
+    Raises:
+        ValueError: if the grid has no run of this setting.
+    """
+    chosen = runs[
+        (runs["dataset"] == dataset)
+        & (runs["tasks"] == tasks)
+        & (runs["protocol"] == protocol)
+        & (np.isclose(runs["sparsity"], sparsity) | (runs["method"] == DENSE))
+    ]
+    if chosen[chosen["method"] != DENSE].empty:
+        raise ValueError(
+            f"no runs for {dataset} / {tasks} / {protocol} at sparsity {sparsity:g} in the grid"
+        )
+    return _wide(chosen, "method")
+
+
+def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    columns = chosen[["task", "metric", "higher_is_better"]].drop_duplicates()
+    columns = pd.concat(
+        [columns[columns["task"] != "all"], columns[columns["task"] == "all"]], ignore_index=True
+    )
+    numeric: dict[str, dict[str, float]] = {}
+    text: dict[str, dict[str, str]] = {}
+    seeds: dict[str, int] = {}
+    best: dict[str, str] = {}
+    for task, metric, higher in columns.itertuples(index=False):
+        label = column_label(task, metric, higher)
+        cells = chosen[(chosen["task"] == task) & (chosen["metric"] == metric)]
+        stats = {key: _summary(group["value"]) for key, group in cells.groupby(row_key, sort=False)}
+        precision = (
+            2
+            if (task, metric) == DELTA
+            else max(_significant_precision(m) for m, _, _ in stats.values())
+        )
+        numeric[label] = {key: m for key, (m, _, _) in stats.items()}
+        text[label] = {key: _formatted(m, s, n, precision) for key, (m, s, n) in stats.items()}
+        seeds |= {key: n for key, (_, _, n) in stats.items()}
+        contenders = {k: m for k, (m, _, _) in stats.items() if k != DENSE}
+        if contenders:
+            best[label] = (max if higher else min)(contenders, key=contenders.get)
+    frame = pd.DataFrame(numeric)
+    order = [DENSE] if DENSE in frame.index else []
+    delta = column_label(*DELTA, True)
+    others = frame.drop(index=order)
+    if delta in frame:
+        others = others.sort_values(delta, ascending=False)
+    order += list(others.index)
+    frame = frame.loc[order]
+    formatted = pd.DataFrame(text).loc[order]
+    for label, key in best.items():
+        formatted.loc[key, label] = f"**{formatted.loc[key, label]}**"
+    frame.insert(0, "seeds", pd.Series(seeds))
+    return (
+        frame.rename_axis(row_key).reset_index(),
+        formatted.rename_axis(row_key).reset_index(),
+    )
+
+
+def delta_table(runs: pd.DataFrame, dataset: str, tasks: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Δ_MTL of every method (and protocol) at every sparsity of one dataset and selection:
+    rows = ``method (protocol)``, columns = sparsities, the best of each column in bold."""
+    chosen = runs[
+        (runs["dataset"] == dataset)
+        & (runs["tasks"] == tasks)
+        & (runs["task"] == DELTA[0])
+        & (runs["metric"] == DELTA[1])
+        & (runs["method"] != DENSE)
+    ].copy()
+    if chosen.empty:
+        raise ValueError(f"no pruned runs for {dataset} / {tasks} in the grid")
+    chosen["method (protocol)"] = chosen["method"] + " (" + chosen["protocol"] + ")"
+    chosen["sparsity "] = chosen["sparsity"].map(lambda s: f"{s:.0%}")
+    return _pivot(chosen, "method (protocol)", "sparsity ")
+
+
+def selections_table(
+    runs: pd.DataFrame, dataset: str, sparsity: float, protocol: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Δ_MTL of every method on every task selection of a dataset at one sparsity and protocol:
+    rows = methods, columns = selections (``seg+depth`` …), the best of each column in bold."""
+    chosen = runs[
+        (runs["dataset"] == dataset)
+        & np.isclose(runs["sparsity"], sparsity)
+        & (runs["protocol"] == protocol)
+        & (runs["task"] == DELTA[0])
+        & (runs["metric"] == DELTA[1])
+    ].copy()
+    if chosen.empty:
+        raise ValueError(f"no runs for {dataset} / {protocol} at sparsity {sparsity:g} in the grid")
+    return _pivot(chosen, "method", "tasks")
+
+
+def _pivot(chosen: pd.DataFrame, row: str, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Means and ``mean ± std`` of ``value`` by (row, column), best (highest) per column bold;
+    rows by their mean over the columns, best first."""
+    numeric: dict[str, dict[str, float]] = {}
+    text: dict[str, dict[str, str]] = {}
+    for col, block in chosen.groupby(column, sort=True):
+        stats = {key: _summary(group["value"]) for key, group in block.groupby(row, sort=True)}
+        numeric[col] = {k: m for k, (m, _, _) in stats.items()}
+        text[col] = {k: _formatted(m, s, n, 2) for k, (m, s, n) in stats.items()}
+        winner = max(numeric[col], key=numeric[col].get)
+        text[col][winner] = f"**{text[col][winner]}**"
+    frame, formatted = pd.DataFrame(numeric), pd.DataFrame(text).fillna("")
+    order = frame.mean(axis=1).sort_values(ascending=False).index
+    return (
+        frame.loc[order].rename_axis(row).reset_index(),
+        formatted.loc[order].rename_axis(row).reset_index(),
+    )
+
+
+def plot_against_sparsity(
+    runs: pd.DataFrame,
+    dataset: str,
+    tasks: str,
+    protocol: str,
+    metrics: Sequence[tuple[str, str]],
+) -> Figure:
+    """Δ_MTL and each given (task, metric) against sparsity, one line per method, error bars =
+    one standard deviation over seeds; the dense model as a dashed horizontal line."""
+    chosen = runs[
+        (runs["dataset"] == dataset) & (runs["tasks"] == tasks) & (runs["protocol"] == protocol)
+    ]
+    panels = [DELTA, *metrics]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    methods = sorted(set(chosen["method"]) - {DENSE})
+    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    for ax, (task, metric) in zip(axes[0], panels, strict=True):
+        values = chosen[(chosen["task"] == task) & (chosen["metric"] == metric)]
+        pruned = values[values["method"] != DENSE]
+        higher = bool(values["higher_is_better"].iloc[0]) if len(values) else True
+        sns.lineplot(
+            pruned,
+            x="sparsity",
+            y="value",
+            hue="method",
+            hue_order=methods,
+            palette=palette,
+            errorbar="sd",
+            err_style="bars",
+            marker="o",
+            ax=ax,
+            legend=ax is axes[0][-1],
+        )
+        dense = values[values["method"] == DENSE]["value"]
+        if (task, metric) == DELTA:
+            ax.axhline(0.0, color="black", ls="--", lw=1, label="dense")
+        elif len(dense):
+            ax.axhline(float(dense.mean()), color="black", ls="--", lw=1, label="dense")
+        ax.set_title(column_label(task, metric, higher), fontsize=10)
+        ax.set_xlabel("sparsity of the deployed model")
+        ax.set_ylabel("")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:.0%}"))
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    axes[0][-1].legend(handles, labels, fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(f"{dataset}, {tasks}, {protocol} protocol", y=1.02)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,349 @@
+"""The experiment grid: which runs a profile makes, running them, and one tidy table of results.
+
+A profile's ``grid`` section is a list of *blocks*; each block is a product
+
+    datasets × task selections × methods (each with its protocols) × sparsities × seeds
+
+and the grid is the union of its blocks (the same run listed twice is made once). Seeds come from
+the profile's ``seeds`` (default ``[0]``); every block also gets the dense reference of each of its
+selections (the pre-trained model with only the selected heads), so every table has its dense row.
+
+.. code-block:: yaml
+
+    grid:
+      - datasets: [synth-nyuv2]
+        tasks: [seg+depth]             # task selections, "+"-separated
+        methods: {cut: [fair], snip: [fair, paper]}
+        sparsities: [0.7, 0.9]
+
+Runs go through the run store (:func:`cutlib.experiments.run`): finished runs are reused, so an
+interrupted grid resumes where it stopped. ``jobs > 1`` runs independent runs in parallel
+processes: the pre-trained models first (every other run starts from one), then the rest. On a CPU
+the last digits of a trained model depend on the number of threads it trained with, so a
+parallel grid and a serial grid give identical tables when each run gets the same number of
+``threads`` (:func:`run_grid` sets it; by default 1 per run when ``jobs > 1``).
+
+A method that starts from the pre-trained model and trains once (:data:`PROTOCOL_FREE`) trains
+identically under both protocols (:mod:`cutlib.context`); the grid makes its run once and reports
+it under every protocol the block lists.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS
+from cutlib.data import dataset_info
+from cutlib.experiments import RunConfig, run, run_id
+from cutlib.io import read_json, results_dir
+from cutlib.methods import DENSE, METHODS
+from cutlib.profiles import load_profile
+
+#: Methods whose training does not depend on the protocol: they start from the pre-trained model
+#: and train once with the ``finetune`` schedule under both (:meth:`RunContext.schedule`).
+PROTOCOL_FREE: frozenset[str] = frozenset({DENSE, "cut", "disparse_pt", "magnitude"})
+
+#: Columns that identify a grid cell in :func:`collect`'s table (``task``/``metric`` add the
+#: measurement; ``value`` is the number).
+CELL_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "tasks",
+    "method",
+    "options",
+    "protocol",
+    "sparsity",
+    "seed",
+)
+
+
+def options_label(options: Iterable[tuple[str, Any]]) -> str:
+    """``"fusion=union,min_votes=1"`` (empty without options).
+
+    Example:
+        >>> options_label((("fusion", "union"), ("min_votes", 1)))
+        'fusion=union,min_votes=1'
+    """
+    return ",".join(f"{name}={value}" for name, value in options)
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One entry of the grid: a run configuration and the protocol it is reported under (which
+    differs from ``config.protocol`` only for :data:`PROTOCOL_FREE` methods)."""
+
+    config: RunConfig
+    protocol: str
+
+
+def _selection(text: str | Sequence[str]) -> tuple[str, ...]:
+    return tuple(text.split("+")) if isinstance(text, str) else tuple(text)
+
+
+def _check_block(block: Mapping[str, Any], index: int) -> None:
+    known = {"datasets", "tasks", "methods", "sparsities"}
+    unknown = sorted(set(block) - known)
+    if unknown:
+        raise ValueError(
+            f"grid block {index}: unknown key {unknown[0]!r}; "
+            f"valid keys: {', '.join(sorted(known))}"
+        )
+    for key in ("datasets", "methods", "sparsities"):
+        if not block.get(key):
+            raise ValueError(f"grid block {index}: {key!r} is missing or empty")
+    for method, protocols in block["methods"].items():
+        if method not in METHODS:
+            raise ValueError(
+                f"grid block {index}: unknown method {method!r}; "
+                f"valid methods: {', '.join(METHODS)}"
+            )
+        bad = [p for p in protocols or () if p not in PROTOCOLS]
+        if not protocols or bad:
+            raise ValueError(
+                f"grid block {index}: method {method!r} needs protocols from {', '.join(PROTOCOLS)}"
+            )
+
+
+def grid_cells(
+    profile: str,
+    *,
+    blocks: Sequence[Mapping[str, Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+    datasets: Iterable[str] | None = None,
+) -> list[GridCell]:
+    """The cells of ``profile``'s grid (or of ``blocks``), validated, without repeats, dense
+    references first.
+
+    Args:
+        profile: the profile whose ``grid`` and ``seeds`` to use, and the profile of every run.
+        blocks: grid blocks to use instead of the profile's.
+        seeds: seeds to use instead of the profile's ``seeds``.
+        datasets: keep only the blocks' cells on these datasets.
+
+    Raises:
+        ValueError: for a malformed block, an unknown dataset, task, method or protocol, or a
+            sparsity outside [0, 1), naming the valid choices.
+
+    Example:
+        >>> cells = grid_cells("smoke", blocks=[{"datasets": ["synth-nyuv2"], "tasks": ["seg+sn"],
+        ...     "methods": {"cut": ["fair", "paper"]}, "sparsities": [0.5]}])
+        >>> [(c.config.method, c.protocol, c.config.protocol) for c in cells]
+        [('dense', 'fair', 'fair'), ('dense', 'paper', 'fair'), ('cut', 'fair', 'fair'), \
+('cut', 'paper', 'fair')]
+    """
+    settings = load_profile(profile)
+    blocks = settings.get("grid", []) if blocks is None else blocks
+    seeds = list(settings.get("seeds", [0]) if seeds is None else seeds)
+    wanted = set(datasets) if datasets is not None else None
+    dense_cells: list[GridCell] = []
+    cells: list[GridCell] = []
+    for index, block in enumerate(blocks):
+        _check_block(block, index)
+        for dataset in block["datasets"]:
+            info = dataset_info(dataset)
+            if wanted is not None and dataset not in wanted:
+                continue
+            selections = [_selection(t) for t in block.get("tasks") or [info.task_names]]
+            for tasks, seed in ((t, s) for t in selections for s in seeds):
+                protocols = sorted({p for ps in block["methods"].values() for p in ps})
+                for protocol in protocols:
+                    dense = RunConfig(dataset, DENSE, tasks, 0.0, profile, seed)
+                    dense_cells.append(GridCell(dense.validated(), protocol))
+                for method, method_protocols in block["methods"].items():
+                    for sparsity in block["sparsities"]:
+                        for protocol in method_protocols:
+                            trained = DEFAULT_PROTOCOL if method in PROTOCOL_FREE else protocol
+                            config = RunConfig(
+                                dataset, method, tasks, sparsity, profile, seed, protocol=trained
+                            )
+                            cells.append(GridCell(config.validated(), protocol))
+    return list(dict.fromkeys(dense_cells + [c for c in cells if c.config.method != DENSE]))
+
+
+def _unique_configs(cells: Iterable[GridCell]) -> list[RunConfig]:
+    return list(dict.fromkeys(c.config for c in cells))
+
+
+def _is_finished(config: RunConfig) -> bool:
+    return (results_dir() / "runs" / run_id(config) / "metrics.json").is_file()
+
+
+def _run_quietly(config: RunConfig, device: str, threads: int | None) -> tuple[RunConfig, float]:
+    """Make one run (in a worker process or in this one) with ``threads`` CPU threads."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        run(config, device=device, progress=False)
+    finally:
+        torch.set_num_threads(previous)
+    return config, time.perf_counter() - start
+
+
+def _pretraining_of(config: RunConfig) -> RunConfig:
+    info = dataset_info(config.dataset)
+    return RunConfig(
+        config.dataset, DENSE, info.task_names, 0.0, config.profile, config.seed
+    ).validated()
+
+
+def _pretrainings(cells: Iterable[GridCell]) -> list[RunConfig]:
+    """The pre-trained runs the cells start from that are not cells themselves."""
+    own = set(_unique_configs(cells))
+    pretraining = dict.fromkeys(_pretraining_of(c.config) for c in cells)
+    return [c for c in pretraining if c not in own]
+
+
+def _pending_stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[RunConfig]]:
+    """Unfinished runs in two stages: the pre-trained models, then the runs that start from one."""
+    configs = _unique_configs(cells)
+    pretraining = list(dict.fromkeys(_pretraining_of(c) for c in configs))
+    later = [c for c in configs if c not in set(pretraining)]
+    return (
+        [c for c in pretraining if not _is_finished(c)],
+        [c for c in later if not _is_finished(c)],
+    )
+
+
+def pending_runs(cells: Sequence[GridCell]) -> list[RunConfig]:
+    """The runs :func:`run_grid` would make now, in its order (pre-trained models first)."""
+    first, then = _pending_stages(cells)
+    return first + then
+
+
+def run_grid(
+    cells: Sequence[GridCell],
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, float]:
+    """Make every run of ``cells`` that is not in the run store yet.
+
+    Args:
+        cells: from :func:`grid_cells`.
+        jobs: parallel worker processes (1: in this process).
+        threads: CPU threads per run; default: PyTorch's default when ``jobs == 1``, else 1.
+        device: ``auto``, ``cpu``, ``cuda``…; with ``jobs > 1`` every worker uses it.
+        progress: a tqdm bar over the runs, with the time left estimated from the runs so far.
+
+    Returns:
+        Wall seconds of each run made now, by run id (reused runs are absent).
+
+    Raises:
+        ValueError: for ``jobs`` or ``threads`` below 1.
+    """
+    if jobs < 1 or (threads is not None and threads < 1):
+        raise ValueError(f"jobs and threads must be at least 1, got jobs={jobs}, threads={threads}")
+    if threads is None and jobs > 1:
+        threads = 1
+    first, then = _pending_stages(cells)
+    todo = len(first) + len(then)
+    done = len(_unique_configs(cells) + _pretrainings(cells)) - todo
+    stages = (first, then)
+    bar = tqdm(total=todo + done, initial=done, desc="grid runs", unit="run", disable=not progress)
+    if progress and done:
+        bar.write(f"{done} of {todo + done} runs already in the run store, reused")
+    seconds: dict[str, float] = {}
+
+    def finished(config: RunConfig, wall: float) -> None:
+        seconds[run_id(config)] = round(wall, 1)
+        bar.set_postfix_str(f"{config.method} {config.sparsity:g} {config.protocol}: {wall:.0f} s")
+        bar.update()
+
+    try:
+        if jobs == 1:
+            for config in (c for stage in stages for c in stage):
+                finished(*_run_quietly(config, device, threads))
+            return seconds
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            for stage in stages:
+                futures = [pool.submit(_run_quietly, c, device, threads) for c in stage]
+                for future in as_completed(futures):
+                    finished(*future.result())
+    finally:
+        bar.close()
+    return seconds
+
+
+def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
+    """The grid's results as one tidy table: one row per (cell, task, metric), plus one row per
+    cell with ``task = "all"``, ``metric = "delta_mtl"`` (Δ_MTL in percent against the dense
+    model), read from the runs' ``metrics.json``.
+
+    Columns: :data:`CELL_COLUMNS`, ``achieved_sparsity``, ``steps_since_init``, ``task``,
+    ``metric``, ``higher_is_better``, ``value``. Wall times stay out (they are in each run's
+    ``timings``), so the table reproduces to the digit.
+
+    Raises:
+        FileNotFoundError: naming the first run that has not been made (run :func:`run_grid`).
+    """
+    from cutlib.data import dataset_tasks
+
+    rows = []
+    for cell in cells:
+        config = cell.config
+        path = results_dir() / "runs" / run_id(config) / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"run {run_id(config)} is not in the run store: run the grid")
+        record = read_json(path)
+        training = record.get("details", {}).get("training", {})
+        base = {
+            "dataset": config.dataset,
+            "tasks": "+".join(config.tasks or ()),
+            "method": config.method,
+            "options": options_label(config.options),
+            "protocol": cell.protocol,
+            "sparsity": config.sparsity,
+            "seed": config.seed,
+            "achieved_sparsity": record["sparsity"]["achieved"],
+            "steps_since_init": training.get("iterations_since_initialisation"),
+        }
+        settings = load_profile(config.profile, config.dataset)
+        specs = {t.name: t for t in dataset_tasks(config.dataset, settings)}
+        for task, values in record["metrics"].items():
+            directions = specs[task].metric_directions
+            for metric, value in values.items():
+                rows.append(
+                    base
+                    | {
+                        "task": task,
+                        "metric": metric,
+                        "higher_is_better": directions[metric],
+                        "value": value,
+                    }
+                )
+        rows.append(
+            base
+            | {
+                "task": "all",
+                "metric": "delta_mtl",
+                "higher_is_better": True,
+                "value": record["delta_mtl"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    if not table.empty:  # dense runs have no training record
+        table["steps_since_init"] = table["steps_since_init"].astype("Int64")
+    return table
+
+
+def write_runs_table(cells: Sequence[GridCell]) -> tuple[pd.DataFrame, Path]:
+    """:func:`collect` the cells and write the table to ``results/tables/runs.csv``."""
+    table = collect(cells)
+    path = results_dir() / "tables" / "runs.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return table, path

@@ -1,0 +1,88 @@
+"""The grid's tables: DiSparse's layout with directions, best in bold, mean ± std over seeds;
+Δ_MTL per sparsity; task selections; the metric-vs-sparsity figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+
+from cutlib.comparison import (
+    delta_table,
+    method_table,
+    plot_against_sparsity,
+    selections_table,
+)
+
+
+def _row(method, sparsity, seed, task, metric, higher, value, tasks="seg+depth", protocol="fair"):
+    return {
+        "dataset": "d",
+        "tasks": tasks,
+        "method": method,
+        "options": "",
+        "protocol": protocol,
+        "sparsity": sparsity,
+        "seed": seed,
+        "task": task,
+        "metric": metric,
+        "higher_is_better": higher,
+        "value": value,
+    }
+
+
+@pytest.fixture
+def runs() -> pd.DataFrame:
+    rows = []
+    values = {  # method: (mIoU per seed, abs_err per seed, Δ_MTL per seed)
+        "dense": ([0.40, 0.42], [0.50, 0.52], [0.0, 0.0]),
+        "cut": ([0.38, 0.40], [0.45, 0.47], [1.0, 2.0]),  # best abs_err (lower), best Δ_MTL
+        "snip": ([0.39, 0.41], [0.60, 0.62], [-5.0, -6.0]),  # best mIoU
+    }
+    for method, (miou, err, delta) in values.items():
+        sparsity = 0.0 if method == "dense" else 0.9
+        for seed in (0, 1):
+            rows += [
+                _row(method, sparsity, seed, "seg", "mIoU", True, miou[seed]),
+                _row(method, sparsity, seed, "depth", "abs_err", False, err[seed]),
+                _row(method, sparsity, seed, "all", "delta_mtl", True, delta[seed]),
+            ]
+    rows.append(_row("cut", 0.7, 0, "all", "delta_mtl", True, 4.0))
+    rows.append(_row("cut", 0.9, 0, "all", "delta_mtl", True, 9.0, tasks="seg+sn"))
+    return pd.DataFrame(rows)
+
+
+def test_method_table_layout_bold_best_by_direction_and_spread(runs: pd.DataFrame) -> None:
+    numeric, text = method_table(runs, "d", "seg+depth", 0.9, "fair")
+    assert list(text.columns) == ["method", "seg mIoU ↑", "depth abs_err ↓", "Δ_MTL % ↑"]
+    assert list(text.method) == ["dense", "cut", "snip"]  # dense first, then by Δ_MTL
+    text = text.set_index("method")
+    assert text.loc["snip", "seg mIoU ↑"].startswith("**0.40")  # higher is better
+    assert text.loc["cut", "depth abs_err ↓"] == "**0.4600 ± 0.0141**"  # lower is better
+    assert text.loc["dense", "seg mIoU ↑"] == "0.4100 ± 0.0141"  # the reference is never bold
+    assert text.loc["cut", "Δ_MTL % ↑"] == "**1.50 ± 0.71**"
+    numeric = numeric.set_index("method")
+    assert numeric.loc["cut", "seeds"] == 2
+    assert numeric.loc["snip", "seg mIoU ↑"] == pytest.approx(0.40)
+    with pytest.raises(ValueError, match="no runs"):
+        method_table(runs, "d", "seg+depth", 0.5, "fair")
+
+
+def test_delta_and_selection_tables(runs: pd.DataFrame) -> None:
+    numeric, text = delta_table(runs, "d", "seg+depth")
+    assert list(text.columns) == ["method (protocol)", "70%", "90%"]
+    numeric = numeric.set_index("method (protocol)")
+    assert numeric.loc["cut (fair)", "70%"] == 4.0 and numeric.loc["cut (fair)", "90%"] == 1.5
+    assert pd.isna(numeric.loc["snip (fair)", "70%"])
+    numeric, text = selections_table(runs, "d", 0.9, "fair")
+    assert set(text.columns) == {"method", "seg+depth", "seg+sn"}
+    assert text.set_index("method").loc["cut", "seg+sn"] == "**9.00**"  # one seed: no ± part
+
+
+def test_metric_against_sparsity_figure_has_a_panel_per_metric(runs: pd.DataFrame) -> None:
+    fig = plot_against_sparsity(runs, "d", "seg+depth", "fair", [("seg", "mIoU")])
+    assert len(fig.axes) == 2
+    assert fig.axes[1].get_title() == "seg mIoU ↑"

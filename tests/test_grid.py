@@ -1,0 +1,107 @@
+"""The experiment grid: declared cells, resuming without recomputing, parallel = serial, the tidy
+table, and `cutlib grid`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cutlib.experiments as experiments
+from cutlib.cli import main
+from cutlib.grid import collect, grid_cells, pending_runs, run_grid
+
+BLOCKS = [
+    {
+        "datasets": ["synth-nyuv2"],
+        "tasks": ["seg+depth"],
+        "methods": {"cut": ["fair", "paper"], "magnitude": ["fair"]},
+        "sparsities": [0.9],
+    }
+]
+
+
+def test_cells_dedupe_protocol_free_methods_and_include_dense_references() -> None:
+    cells = grid_cells("smoke", blocks=BLOCKS, seeds=[0])
+    shown = [(c.config.method, c.protocol, c.config.protocol) for c in cells]
+    assert shown == [
+        ("dense", "fair", "fair"),
+        ("dense", "paper", "fair"),
+        ("cut", "fair", "fair"),
+        ("cut", "paper", "fair"),  # CUT trains the same under both: one run, reported twice
+        ("magnitude", "fair", "fair"),
+    ]
+    assert len({c.config for c in cells}) == 3
+    configs = pending_runs(cells)
+    assert configs[0].tasks == ("seg", "sn", "depth")  # the pre-training comes first
+    assert len(configs) == 4
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"datasets": ["synth-nyuv2"], "methods": {"cut": ["fair"]}}, "'sparsities'"),
+        ({**BLOCKS[0], "methods": {"nope": ["fair"]}}, "unknown method 'nope'"),
+        ({**BLOCKS[0], "methods": {"cut": ["generous"]}}, "needs protocols"),
+        ({**BLOCKS[0], "sparsity": [0.9]}, "unknown key 'sparsity'"),
+        ({**BLOCKS[0], "datasets": ["mnist"]}, "unknown dataset"),
+        ({**BLOCKS[0], "tasks": ["seg+colour"]}, "colour"),
+        ({**BLOCKS[0], "sparsities": [1.0]}, "sparsity must be"),
+    ],
+)
+def test_malformed_blocks_are_rejected_with_the_reason(block: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        grid_cells("smoke", blocks=[block], seeds=[0])
+
+
+def test_every_profile_grid_is_valid() -> None:
+    for profile in ("smoke", "quick", "full"):
+        assert grid_cells(profile)
+
+
+@pytest.mark.slow
+def test_grid_resumes_and_parallel_equals_serial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cells = grid_cells("smoke", blocks=BLOCKS, seeds=[0])
+    monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path / "serial"))
+    made = run_grid(cells, jobs=1, threads=1, progress=False)
+    assert len(made) == 4 and not pending_runs(cells)
+    serial = collect(cells)
+
+    executed: list[str] = []
+    original = experiments._execute
+    monkeypatch.setattr(
+        experiments, "_execute", lambda config, *a: executed.append(config.method) or original(
+            config, *a
+        )
+    )
+    assert run_grid(cells, jobs=1, threads=1, progress=False) == {}  # nothing is recomputed
+    victim = next(c.config for c in cells if c.config.method == "magnitude")
+    (tmp_path / "serial" / "runs" / experiments.run_id(victim) / "metrics.json").unlink()
+    run_grid(cells, jobs=1, threads=1, progress=False)  # an interrupted grid resumes
+    assert executed == ["magnitude"]
+    pd.testing.assert_frame_equal(collect(cells), serial)
+
+    monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path / "parallel"))
+    run_grid(cells, jobs=2, threads=1, progress=False)
+    pd.testing.assert_frame_equal(collect(cells), serial)
+
+    assert set(serial.columns) >= {"dataset", "tasks", "method", "protocol", "metric", "value"}
+    delta = serial[serial.metric == "delta_mtl"].set_index(["method", "protocol"])["value"]
+    assert delta["dense", "fair"] == 0.0 and delta["cut", "fair"] == delta["cut", "paper"]
+    assert set(serial[serial.method == "cut"].task) == {"seg", "depth", "all"}
+
+
+def test_grid_cli_dry_run_and_bad_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["grid", "--profile", "smoke", "--out", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke grid:" in out and "runs to make" in out
+    assert not (tmp_path / "runs").exists()
+    assert main(["grid", "--profile", "huge"]) == 2
+    assert "valid profiles" in capsys.readouterr().err
+    assert main(["grid", "--profile", "smoke", "--jobs", "0"]) == 2
+    assert main(["grid", "--profile", "smoke", "--dataset", "mnist"]) == 2
