@@ -73,9 +73,9 @@ def test_grid_resumes_and_parallel_equals_serial(
     executed: list[str] = []
     original = experiments._execute
     monkeypatch.setattr(
-        experiments, "_execute", lambda config, *a: executed.append(config.method) or original(
-            config, *a
-        )
+        experiments,
+        "_execute",
+        lambda config, *a: executed.append(config.method) or original(config, *a),
     )
     assert run_grid(cells, jobs=1, threads=1, progress=False) == {}  # nothing is recomputed
     victim = next(c.config for c in cells if c.config.method == "magnitude")
