@@ -213,3 +213,49 @@ def watershed_verdict(layer_iou: Sequence[float], margin_: float) -> tuple[float
     early = sum(values[:half]) / half
     late = sum(values[half:]) / (len(values) - half)
     return round(early, 12), round(late, 12), verdict([early], [late], margin_)
+
+
+def claims_markdown(
+    checked: pd.DataFrame,
+    watershed: pd.DataFrame,
+    *,
+    profile: str,
+    noise_floor: float,
+    watershed_margin: float,
+) -> str:
+    """``results/tables/claims.md``: how the verdicts are reached, the summary per claim, the
+    watershed per dataset, and every setting's numbers."""
+    summary = summarise_claims(checked)
+    details = checked.drop(columns=["source", "note"]).copy()
+    details["sparsity"] = details["sparsity"].map(lambda s: f"{s:.0%}")
+    for column in ("difference", "margin"):
+        details[column] = details[column].map(lambda v: f"{v:.2f}")
+    parts = [
+        f"# The papers' claims, checked on this run ({profile} profile)",
+        "",
+        "Written by `notebooks/07_results.ipynb` from `runs.csv`; nothing here is edited by hand.",
+        'A claim "A beats B" is checked on Δ_MTL (% against the dense model) in every setting '
+        "where both ran: it **holds** when A's mean exceeds B's by more than the margin, "
+        "**does not hold** when it falls short by more than the margin, and is **within noise** "
+        "otherwise. The margin is the larger of twice the standard error of the difference over "
+        f"seeds and a noise floor of {noise_floor:g} Δ_MTL points (`claims.noise_floor`). The "
+        "watershed holds when the mean IoU of the task masks over the first half of the backbone "
+        f"layers exceeds that over the second half by more than {watershed_margin:g}.",
+        "",
+        "These are synthetic scenes and a small network: a verdict here says what the method "
+        "does on this benchmark, not whether the paper's real-data numbers are right.",
+        "",
+        "## Summary",
+        "",
+        summary.to_markdown(index=False),
+        "",
+        "## The watershed: task masks agree early and diverge late",
+        "",
+        watershed.to_markdown(index=False, floatfmt=".2f") if len(watershed) else "(not run)",
+        "",
+        "## Every setting",
+        "",
+        details.to_markdown(index=False),
+        "",
+    ]
+    return "\n".join(parts)

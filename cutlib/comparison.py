@@ -18,6 +18,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from cutlib.methods import DENSE
+from cutlib.tasks import TaskSpec
 
 #: The Δ_MTL rows of the tidy table.
 DELTA = ("all", "delta_mtl")
@@ -216,3 +217,46 @@ def plot_against_sparsity(
     fig.suptitle(f"{dataset}, {tasks}, {protocol} protocol", y=1.02)
     fig.tight_layout()
     return fig
+
+
+def dense_reference(
+    records: Sequence[dict], tasks: Sequence[TaskSpec]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dense pre-trained model against the best constant predictor, every metric of every
+    task, from the pre-trained runs' ``metrics.json`` of one dataset (one per seed).
+
+    Returns:
+        ``(numeric, formatted)`` with columns ``task``, ``metric`` (with its direction),
+        ``dense``, ``trivial`` (means; ``mean ± std`` in the formatted frame).
+    """
+    if not records:
+        raise ValueError("no pre-trained runs given")
+    numeric, text = [], []
+    for task in tasks:
+        for metric, higher in task.metric_directions.items():
+            row = {"task": task.name, "metric": f"{metric} {'↑' if higher else '↓'}"}
+            shown = dict(row)
+            for column in ("dense", "trivial"):
+                values = pd.Series(
+                    [
+                        (r["metrics"] if column == "dense" else r["reference"]["trivial"])[
+                            task.name
+                        ][metric]
+                        for r in records
+                    ]
+                )
+                mean, std, n = _summary(values)
+                row[column] = mean
+                shown[column] = _formatted(mean, std, n, _significant_precision(mean))
+            numeric.append(row)
+            text.append(shown)
+    return pd.DataFrame(numeric), pd.DataFrame(text)
+
+
+def table_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The (dataset, tasks, protocol, sparsity) settings of the grid with at least two pruning
+    methods (those get a table in DiSparse's layout), in the grid's order, and how many."""
+    pruned = runs[(runs["method"] != DENSE) & (runs["metric"] == DELTA[1])]
+    keys = ["dataset", "tasks", "protocol", "sparsity"]
+    counts = pruned.groupby(keys, sort=False)["method"].nunique().rename("methods").reset_index()
+    return counts[counts["methods"] >= 2].reset_index(drop=True)

@@ -150,12 +150,15 @@ class RunContext:
             model, loader, tasks or self.tasks, conventions=conventions, device=self.device
         )
 
-    def scoring_batches(self) -> list[dict[str, Tensor]]:
-        """The profile's ``scoring.batches`` batches of the augmented training split
-        (:func:`cutlib.pruning.importance.scoring_batches`)."""
+    def scoring_batches(self, count: int | None = None) -> list[dict[str, Tensor]]:
+        """``count`` (default: the profile's ``scoring.batches``) batches of the augmented
+        training split (:func:`cutlib.pruning.importance.scoring_batches`)."""
         scoring = self.profile["scoring"]
         return scoring_batches(
-            self.dataset("train"), scoring["batch_size"], scoring["batches"], self.config.seed
+            self.dataset("train"),
+            scoring["batch_size"],
+            scoring["batches"] if count is None else count,
+            self.config.seed,
         )
 
     def training_record(self) -> dict[str, Any]:
@@ -170,11 +173,15 @@ class RunContext:
         }
 
     def task_scores(
-        self, model: SceneNet, criterion: Criterion, bn_mode: BNMode = "train"
+        self,
+        model: SceneNet,
+        criterion: Criterion,
+        bn_mode: BNMode = "train",
+        batches: int | None = None,
     ) -> TaskScores:
-        """Per-task importance of the selected tasks on ``model`` over the scoring batches
-        (timed under ``scoring``)."""
-        return self._timed_scores(task_importance, model, criterion, bn_mode)
+        """Per-task importance of the selected tasks on ``model`` over ``batches`` scoring
+        batches (default: the profile's; timed under ``scoring``)."""
+        return self._timed_scores(task_importance, model, criterion, bn_mode, batches)
 
     def joint_scores(self, model: SceneNet, criterion: Criterion) -> dict[str, Tensor]:
         """Importance for the joint λ-weighted loss of the selected tasks on ``model``, in train
@@ -182,9 +189,14 @@ class RunContext:
         return self._timed_scores(joint_importance, model, criterion, "train")
 
     def _timed_scores(
-        self, score: Callable[..., Any], model: SceneNet, criterion: Criterion, bn_mode: BNMode
+        self,
+        score: Callable[..., Any],
+        model: SceneNet,
+        criterion: Criterion,
+        bn_mode: BNMode,
+        count: int | None = None,
     ) -> Any:
-        batches = self.scoring_batches() if criterion in GRADIENT_CRITERIA else []
+        batches = self.scoring_batches(count) if criterion in GRADIENT_CRITERIA else []
         start = time.perf_counter()
         scores = score(
             model,

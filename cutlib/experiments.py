@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,17 +24,19 @@ import torch
 from torch.utils.data import DataLoader
 
 import cutlib
-from cutlib.checkpoint import save_model
+from cutlib.checkpoint import load_model, save_model
 from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS, RunContext
-from cutlib.data import dataset_info, dataset_tasks
+from cutlib.data import dataset_info, dataset_tasks, load_dataset
 from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
 from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, pretrain
 from cutlib.metrics import delta_mtl
+from cutlib.models import SceneNet
 from cutlib.profiles import DEFAULT_PROFILE, check_profile_name, load_profile, run_settings
+from cutlib.pruning.importance import BNMode, TaskScores, scoring_batches, task_importance
 from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
 from cutlib.tasks import select_tasks
-from cutlib.train import resolve_device
+from cutlib.train import TrainConfig, resolve_device
 from cutlib.trivial import ConstantPredictor, fit_constants
 
 
@@ -136,6 +139,32 @@ def pretrained_run(
     info = dataset_info(config.dataset)
     dense = RunConfig(config.dataset, DENSE, info.task_names, 0.0, config.profile, config.seed)
     return run(dense, device=device, progress=progress).directory
+
+
+def pretrained_task_scores(
+    dataset: str,
+    profile: str,
+    tasks: Sequence[str] | None = None,
+    *,
+    seed: int = 0,
+    bn_mode: BNMode = "train",
+    device: str | torch.device = "auto",
+) -> tuple[SceneNet, TaskScores]:
+    """The dense pre-trained model of ``dataset`` (all heads; trained first if it is not in the
+    run store) and the per-task Taylor scores of ``tasks`` (default: all) on its frozen weights,
+    over the profile's scoring batches, exactly as a ``cut`` run computes them."""
+    settings = load_profile(profile, dataset)
+    specs = select_tasks(dataset_tasks(dataset, settings), tasks)
+    run_dir = pretrained_run(RunConfig(dataset, profile=profile, seed=seed), device, False)
+    model = load_model(run_dir / "model.pt", resolve_device(device))
+    scoring = settings["scoring"]
+    train_split = load_dataset(dataset, "train", settings, seed)
+    batches = scoring_batches(train_split, scoring["batch_size"], scoring["batches"], seed)
+    align = TrainConfig.from_profile(settings["finetune"]).align
+    scores = task_importance(
+        model, batches, specs, "taylor", bn_mode=bn_mode, align=align, seed=seed
+    )
+    return model, scores
 
 
 @dataclass(frozen=True)

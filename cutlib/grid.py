@@ -135,7 +135,7 @@ def grid_cells(
 
     Example:
         >>> cells = grid_cells("smoke", blocks=[{"datasets": ["synth-nyuv2"], "tasks": ["seg+sn"],
-        ...     "methods": {"cut": ["fair", "paper"]}, "sparsities": [0.5]}])
+        ...     "methods": {"cut": ["fair", "paper"]}, "sparsities": [0.5]}], seeds=[0])
         >>> [(c.config.method, c.protocol, c.config.protocol) for c in cells]
         [('dense', 'fair', 'fair'), ('dense', 'paper', 'fair'), ('cut', 'fair', 'fair'), \
 ('cut', 'paper', 'fair')]
@@ -167,6 +167,48 @@ def grid_cells(
                             )
                             cells.append(GridCell(config.validated(), protocol))
     return list(dict.fromkeys(dense_cells + [c for c in cells if c.config.method != DENSE]))
+
+
+#: Methods that train from scratch, and the schedule the ``paper`` protocol gives them.
+_SCRATCH_PAPER_SCHEDULE: dict[str, str] = {
+    "snip": "finetune",
+    "random": "finetune",
+    "disparse_static": "pretrain",
+    "disparse_dynamic": "pretrain",
+    "rigl": "pretrain",
+}
+
+
+def planned_iterations(config: RunConfig) -> int:
+    """The optimiser steps a run will take (the protocols of :mod:`cutlib.context`), from its
+    profile: P pre-training and F fine-tuning iterations, R rounds, rewinding iteration k.
+
+    ``dense``: P for the pre-training, 0 for a selection of its heads; one-shot pre-trained
+    methods: F; ``imp``: F (``fair``) or R·F (``paper``); ``lth``: F or R·(P − k); from scratch:
+    P + F (``fair``) or the reference schedule (``paper``). A test checks these against the steps
+    every method records in ``metrics.json``.
+
+    Example:
+        >>> planned_iterations(RunConfig("synth-nyuv2", "snip", profile="smoke").validated())
+        50
+    """
+    settings = load_profile(config.profile, config.dataset)
+    pretrain, finetune = settings["pretrain"]["iterations"], settings["finetune"]["iterations"]
+    rounds = int(settings["baselines"]["rounds"])
+    paper = config.protocol == "paper"
+    if config.method == DENSE:
+        return pretrain if config.is_pretraining else 0
+    if config.method in _SCRATCH_PAPER_SCHEDULE:
+        if not paper:
+            return pretrain + finetune
+        return pretrain if _SCRATCH_PAPER_SCHEDULE[config.method] == "pretrain" else finetune
+    if config.method == "imp" and paper:
+        return rounds * finetune
+    if config.method == "lth" and paper:
+        return rounds * (pretrain - int(settings["pretrain"]["rewind_iteration"]))
+    if config.method in ("imp", "lth"):
+        return rounds * max(finetune // rounds, 1)
+    return finetune
 
 
 def _unique_configs(cells: Iterable[GridCell]) -> list[RunConfig]:
@@ -209,6 +251,7 @@ def _pending_stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[Ru
     configs = _unique_configs(cells)
     pretraining = list(dict.fromkeys(_pretraining_of(c) for c in configs))
     later = [c for c in configs if c not in set(pretraining)]
+    later.sort(key=planned_iterations, reverse=True)  # long runs first keep the workers busy
     return (
         [c for c in pretraining if not _is_finished(c)],
         [c for c in later if not _is_finished(c)],
@@ -236,7 +279,9 @@ def run_grid(
         jobs: parallel worker processes (1: in this process).
         threads: CPU threads per run; default: PyTorch's default when ``jobs == 1``, else 1.
         device: ``auto``, ``cpu``, ``cuda``…; with ``jobs > 1`` every worker uses it.
-        progress: a tqdm bar over the runs, with the time left estimated from the runs so far.
+        progress: a tqdm bar over the optimiser steps the runs will take
+            (:func:`planned_iterations`), so its estimate of the time left weighs a long
+            from-scratch run more than a short fine-tuning.
 
     Returns:
         Wall seconds of each run made now, by run id (reused runs are absent).
@@ -249,18 +294,24 @@ def run_grid(
     if threads is None and jobs > 1:
         threads = 1
     first, then = _pending_stages(cells)
+    stages = (first, then)
     todo = len(first) + len(then)
     done = len(_unique_configs(cells) + _pretrainings(cells)) - todo
-    stages = (first, then)
-    bar = tqdm(total=todo + done, initial=done, desc="grid runs", unit="run", disable=not progress)
     if progress and done:
-        bar.write(f"{done} of {todo + done} runs already in the run store, reused")
+        print(f"{done} of {todo + done} runs already in the run store, reused")
+    steps = {c: planned_iterations(c) + 1 for stage in stages for c in stage}  # +1: evaluation
+    bar = tqdm(
+        total=sum(steps.values()), desc="grid", unit="step", unit_scale=True, disable=not progress
+    )
     seconds: dict[str, float] = {}
 
     def finished(config: RunConfig, wall: float) -> None:
         seconds[run_id(config)] = round(wall, 1)
-        bar.set_postfix_str(f"{config.method} {config.sparsity:g} {config.protocol}: {wall:.0f} s")
-        bar.update()
+        bar.set_postfix_str(
+            f"run {len(seconds)}/{todo}: {config.method} {config.sparsity:g} {config.protocol}, "
+            f"{wall:.0f} s"
+        )
+        bar.update(steps[config])
 
     try:
         if jobs == 1:

@@ -16,15 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cutlib.checkpoint import load_model
-from cutlib.data import dataset_tasks, load_dataset
-from cutlib.experiments import RunConfig, pretrained_run
+from cutlib.experiments import pretrained_task_scores
 from cutlib.models import SceneNet
-from cutlib.profiles import load_profile
-from cutlib.pruning.importance import BNMode, scoring_batches, task_importance
+from cutlib.pruning.importance import BNMode
 from cutlib.pruning.masks import BACKBONE, Masks
 from cutlib.pruning.thresholds import Ranking
-from cutlib.train import TrainConfig, resolve_device
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -128,20 +124,12 @@ def pretrained_task_masks(
     device: str = "auto",
 ) -> tuple[SceneNet, dict[str, Masks]]:
     """Each task's own top-κ mask of its Taylor scores on the frozen pre-trained model of
-    ``dataset`` (trained first if it is not in the run store), over the profile's scoring batches.
+    ``dataset`` (:func:`~cutlib.experiments.pretrained_task_scores`).
 
     Returns:
         the pre-trained model (all heads) and ``task → mask over its sub-model``.
     """
-    settings = load_profile(profile, dataset)
-    names = list(tasks or [t.name for t in dataset_tasks(dataset, settings)])
-    run_dir = pretrained_run(RunConfig(dataset, profile=profile, seed=seed), device, False)
-    model = load_model(run_dir / "model.pt", resolve_device(device))
-    scoring = settings["scoring"]
-    train = load_dataset(dataset, "train", settings, seed)
-    batches = scoring_batches(train, scoring["batch_size"], scoring["batches"], seed)
-    align = TrainConfig.from_profile(settings["finetune"]).align
-    scores = task_importance(
-        model, batches, names, "taylor", bn_mode=bn_mode, align=align, seed=seed
+    model, scores = pretrained_task_scores(
+        dataset, profile, tasks, seed=seed, bn_mode=bn_mode, device=device
     )
-    return model, {t: Ranking(scores[t]).masks(kappa) for t in names}
+    return model, {t: Ranking(s).masks(kappa) for t, s in scores.items()}

@@ -16,6 +16,7 @@ import cutlib.context as context
 from cutlib.checkpoint import load_model
 from cutlib.context import RunContext
 from cutlib.experiments import RunConfig, RunRecord, pretrained_run, run
+from cutlib.grid import planned_iterations
 from cutlib.losses import multitask_loss
 from cutlib.methods import METHODS
 from cutlib.models import SceneNet
@@ -83,6 +84,18 @@ def test_each_method_hits_the_sparsity_of_the_deployed_model(
     assert record.metrics["sparsity"]["achieved"] == pytest.approx(_zero_fraction(model))
     assert record.metrics["protocol"] == "fair"
     assert record.metrics["params"]["total"] < record.metrics["params"]["dense_total"]
+    config = RunConfig("synth-nyuv2", method, TASKS, 0.9, "smoke").validated()
+    assert record.metrics["details"]["training"]["iterations"] == planned_iterations(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["imp", "lth", "snip", "disparse_static"])
+def test_the_grid_plans_the_steps_each_method_takes_under_paper(
+    method: str, shared_store: Path
+) -> None:
+    record = _smoke(method, protocol="paper")
+    config = RunConfig("synth-nyuv2", method, TASKS, 0.9, "smoke", protocol="paper").validated()
+    assert record.metrics["details"]["training"]["iterations"] == planned_iterations(config)
 
 
 def test_every_contract_method_is_registered() -> None:

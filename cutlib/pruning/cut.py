@@ -32,7 +32,12 @@ from cutlib.models import SceneNet
 from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FUSION_RULES, FusionRule, fuse_masks
 from cutlib.pruning.importance import BN_MODES, CRITERIA, BNMode, Criterion, TaskScores
 from cutlib.pruning.masks import BACKBONE, Masks, density, owned_by
-from cutlib.pruning.options import check_choice, check_keep_ratio, options_from_pairs
+from cutlib.pruning.options import (
+    check_choice,
+    check_keep_ratio,
+    check_positive_int,
+    options_from_pairs,
+)
 from cutlib.pruning.thresholds import Ranking, calibrate
 
 
@@ -49,6 +54,8 @@ class CutOptions:
         keep_ratio: ``"calibrate"`` (find κ for the requested sparsity), ``"table"`` (the authors'
             κ for the nominal sparsity, from the profile's ``scoring.keep_ratios``) or a number κ.
         bn_mode: BatchNorm/dropout mode while scoring: ``train`` (the authors') or ``eval``.
+        scoring_batches: batches the importance is summed over; ``None``: the profile's
+            ``scoring.batches`` (the authors: 50).
     """
 
     criterion: Criterion = "taylor"
@@ -56,18 +63,16 @@ class CutOptions:
     min_votes: int = AUTHORS_MIN_VOTES
     keep_ratio: str | float = "calibrate"
     bn_mode: BNMode = "train"
+    scoring_batches: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("criterion", self.criterion, CRITERIA)
         check_choice("fusion", self.fusion, FUSION_RULES)
         check_choice("bn_mode", self.bn_mode, BN_MODES)
-        if (
-            not isinstance(self.min_votes, int)
-            or isinstance(self.min_votes, bool)
-            or self.min_votes < 1
-        ):
-            raise ValueError(f"min_votes must be an integer ≥ 1, got {self.min_votes!r}")
+        check_positive_int("min_votes", self.min_votes)
         check_keep_ratio(self.keep_ratio)
+        if self.scoring_batches is not None:
+            check_positive_int("scoring_batches", self.scoring_batches)
 
     @classmethod
     def from_pairs(cls, pairs: Mapping[str, Any]) -> CutOptions:
@@ -213,7 +218,9 @@ def cut(ctx: RunContext) -> MethodResult:
     the masks fixed on the selected tasks' losses."""
     options: CutOptions = ctx.config.method_options()
     model = ctx.load_pretrained()
-    scores = ctx.task_scores(model, options.criterion, options.bn_mode)
+    scores = ctx.task_scores(
+        model, options.criterion, options.bn_mode, batches=options.scoring_batches
+    )
     model.keep_tasks(ctx.task_names)
     table = ctx.profile["scoring"].get("keep_ratios")
     plan = per_task_masks(ctx, model, scores, options.fusion, options, options.min_votes, table)

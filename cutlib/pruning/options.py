@@ -39,3 +39,9 @@ def check_keep_ratio(value: object) -> None:
         raise ValueError(
             f"unknown keep_ratio {value!r}; valid choices: calibrate, table or a number in (0, 1]"
         )
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ValueError unless ``value`` is an integer ≥ 1 (booleans are not integers here)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")

@@ -1,0 +1,162 @@
+"""CUT's choices, one at a time (notebook 09): the fusion rule, the importance criterion, the
+number of scoring batches, calibrated vs the authors' fixed κ, and BatchNorm's mode while scoring.
+
+Every variant is a ``cut`` run with one option changed from the authors' defaults
+(:class:`~cutlib.pruning.cut.CutOptions`), so it is cached, resumable and identical to
+``cutlib run --method cut -o NAME=VALUE``. The profile's ``ablations`` section sets the dataset,
+the task selection, the sparsity, the selection for the fusion rules (with two tasks, vote ≥ 1 is
+the union and vote ≥ 2 the intersection, so the rules need three tasks to differ) and the scoring
+batches to try. Fusion rules that give the very same masks are trained once
+(:func:`fusion_mask_groups`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cutlib.data import dataset_tasks
+from cutlib.experiments import RunConfig, pretrained_task_scores
+from cutlib.grid import GridCell
+from cutlib.metrics import delta_mtl
+from cutlib.profiles import load_profile
+from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut
+from cutlib.pruning.fusion import FUSION_RULES
+from cutlib.pruning.masks import BACKBONE, Masks, owned_by
+from cutlib.tasks import select_tasks
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ablation: its family (``fusion rule`` …), a label, the tasks and CUT's options."""
+
+    family: str
+    label: str
+    tasks: tuple[str, ...]
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def config(self, dataset: str, sparsity: float, profile: str, seed: int) -> RunConfig:
+        """The ``cut`` run of this variant."""
+        return RunConfig(dataset, "cut", self.tasks, sparsity, profile, seed, self.options)
+
+
+def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant]:
+    """The variants of a profile's ``ablations`` section; the authors' choice comes first in each
+    family (``default_batches``: the profile's ``scoring.batches``).
+
+    Example:
+        >>> names = variants({"tasks": "seg+depth", "fusion_tasks": "seg+sn+depth",
+        ...                   "batches": [1, 20]}, 20)
+        >>> [(v.family, v.label) for v in names][:4]
+        [('fusion rule', 'vote ≥ 2 (authors)'), ('fusion rule', 'vote ≥ 1'), \
+('fusion rule', 'vote ≥ 3'), ('fusion rule', 'union')]
+    """
+    tasks = tuple(str(ablations["tasks"]).split("+"))
+    fusion_tasks = tuple(str(ablations["fusion_tasks"]).split("+"))
+    found = [Variant("fusion rule", "vote ≥ 2 (authors)", fusion_tasks)]
+    found += [
+        Variant("fusion rule", f"vote ≥ {k}", fusion_tasks, (("min_votes", k),))
+        for k in range(1, len(fusion_tasks) + 1)
+        if k != 2
+    ]
+    found += [
+        Variant("fusion rule", rule, fusion_tasks, (("fusion", rule),))
+        for rule in FUSION_RULES
+        if rule != "vote"
+    ]
+    found += [Variant("criterion", "taylor (authors)", tasks)]
+    found += [
+        Variant("criterion", name, tasks, (("criterion", name),))
+        for name in ("magnitude", "random")
+    ]
+    found += [Variant("scoring batches", f"{default_batches} (profile)", tasks)]
+    found += [
+        Variant("scoring batches", str(n), tasks, (("scoring_batches", int(n)),))
+        for n in ablations.get("batches", [])
+        if int(n) != default_batches
+    ]
+    found += [
+        Variant("keep ratio κ", "calibrated (ours)", tasks),
+        Variant("keep ratio κ", "the authors' table", tasks, (("keep_ratio", "table"),)),
+        Variant("BatchNorm while scoring", "train (authors)", tasks),
+        Variant("BatchNorm while scoring", "eval", tasks, (("bn_mode", "eval"),)),
+    ]
+    return found
+
+
+def fusion_mask_groups(
+    fusion_variants: Sequence[Variant],
+    dataset: str,
+    sparsity: float,
+    profile: str,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict[str, str]:
+    """For each fusion variant, the label of the first variant with exactly the same calibrated
+    masks (itself when none): rules that coincide are trained once. Scores are computed once on
+    the pre-trained model, as the ``cut`` runs compute them."""
+    tasks = fusion_variants[0].tasks
+    model, scores = pretrained_task_scores(dataset, profile, tasks, seed=seed, device=device)
+    model.keep_tasks(list(tasks))
+    shared = {w.name for w in owned_by(model, {BACKBONE})}
+    seen: list[tuple[str, Masks]] = []
+    groups: dict[str, str] = {}
+    for variant in fusion_variants:
+        options = CutOptions.from_pairs(dict(variant.options))
+        masker = CutMasker(scores, list(tasks), shared, options.fusion, options.min_votes)
+        masks = plan_cut(masker, sparsity, options).masks
+        same = next(
+            (label for label, other in seen if all(torch.equal(masks[n], other[n]) for n in masks)),
+            None,
+        )
+        groups[variant.label] = same or variant.label
+        if same is None:
+            seen.append((variant.label, masks))
+    return groups
+
+
+def ablation_cells(
+    chosen: Sequence[Variant],
+    dataset: str,
+    sparsity: float,
+    profile: str,
+    seed: int,
+    skip: Mapping[str, str] | None = None,
+) -> list[GridCell]:
+    """The runs to make: one per variant, except those ``skip`` maps to another label."""
+    skip = skip or {}
+    return [
+        GridCell(v.config(dataset, sparsity, profile, seed).validated(), "fair")
+        for v in chosen
+        if skip.get(v.label, v.label) == v.label
+    ]
+
+
+def ablation_row(variant: Variant, record: Mapping[str, Any], same_as: str) -> dict[str, Any]:
+    """One row of the ablation table from the variant's ``metrics.json``: achieved sparsity, κ,
+    Δ_MTL before and after fine-tuning, and each task's main metric."""
+    details = record["details"]
+    reference = record["reference"]["dense"]
+    settings = load_profile(record["profile"], record["dataset"])
+    specs = select_tasks(dataset_tasks(record["dataset"], settings), record["tasks"])
+    directions = {t.name: t.metric_directions for t in specs}
+    row = {
+        "family": variant.family,
+        "variant": variant.label,
+        "tasks": "+".join(variant.tasks),
+        "same masks as": "" if same_as == variant.label else same_as,
+        "sparsity": record["sparsity"]["achieved"],
+        "κ": details["keep_ratio"],
+        "Δ_MTL before fine-tuning % ↑": delta_mtl(
+            details["metrics_before_finetune"], reference, directions
+        ),
+        "Δ_MTL % ↑": record["delta_mtl"],
+    }
+    for task in specs:
+        higher = task.metric_directions[task.main_metric]
+        label = f"{task.name} {task.main_metric} {'↑' if higher else '↓'}"
+        row[label] = record["metrics"][task.name][task.main_metric]
+    return row

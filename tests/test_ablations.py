@@ -1,0 +1,63 @@
+"""Notebook 09's ablations: the variants, coinciding fusion rules trained once, the table rows;
+CUT's ``scoring_batches`` option."""
+
+from __future__ import annotations
+
+import pytest
+
+from cutlib.ablations import ablation_cells, ablation_row, fusion_mask_groups, variants
+from cutlib.experiments import RunConfig, run
+from cutlib.pruning.cut import CutOptions
+
+SECTION = {"tasks": "seg+depth", "fusion_tasks": "seg+sn+depth", "batches": [1, 4, 50]}
+
+
+def test_variants_change_one_option_each_and_start_with_the_authors_choice() -> None:
+    found = variants(SECTION, default_batches=4)
+    families = list(dict.fromkeys(v.family for v in found))
+    assert families == [
+        "fusion rule",
+        "criterion",
+        "scoring batches",
+        "keep ratio κ",
+        "BatchNorm while scoring",
+    ]
+    for family in families:
+        first = next(v for v in found if v.family == family)
+        assert first.options == (), family  # the authors' (default) choice first
+    assert all(len(v.options) <= 1 for v in found)
+    batches = [v.options for v in found if v.family == "scoring batches"]
+    assert batches == [(), (("scoring_batches", 1),), (("scoring_batches", 50),)]  # 4 = default
+    assert {v.tasks for v in found if v.family == "fusion rule"} == {("seg", "sn", "depth")}
+    for v in found:  # every variant is a valid cut run
+        v.config("synth-nyuv2", 0.9, "smoke", 0).validated()
+
+
+def test_scoring_batches_option_is_validated() -> None:
+    assert CutOptions(scoring_batches=3).scoring_batches == 3
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="scoring_batches"):
+            CutOptions(scoring_batches=bad)
+
+
+@pytest.mark.slow
+def test_coinciding_fusion_rules_are_trained_once() -> None:
+    fusion = [v for v in variants(SECTION, 4) if v.family == "fusion rule"]
+    same = fusion_mask_groups(fusion, "synth-nyuv2", 0.9, "smoke")
+    # with three tasks: union = vote ≥ 1, intersection = vote ≥ 3, majority = vote ≥ 2
+    assert same["union"] == "vote ≥ 1" and same["intersection"] == "vote ≥ 3"
+    assert same["majority"] == "vote ≥ 2 (authors)"
+    assert len(set(same.values())) == 3
+    cells = ablation_cells(fusion, "synth-nyuv2", 0.9, "smoke", 0, skip=same)
+    assert len(cells) == 3
+
+
+@pytest.mark.slow
+def test_ablation_row_reads_before_and_after_fine_tuning() -> None:
+    variant = next(v for v in variants(SECTION, 4) if v.options == (("scoring_batches", 1),))
+    record = run(variant.config("synth-nyuv2", 0.9, "smoke", 0), progress=False).metrics
+    row = ablation_row(variant, record, variant.label)
+    assert row["same masks as"] == "" and row["Δ_MTL % ↑"] == record["delta_mtl"]
+    assert set(row) >= {"Δ_MTL before fine-tuning % ↑", "seg mIoU ↑", "depth abs_err ↓", "κ"}
+    default = run(RunConfig("synth-nyuv2", "cut", ("seg", "depth"), 0.9, "smoke"), progress=False)
+    assert default.metrics["details"]["keep_ratio"] != record["details"]["keep_ratio"]
