@@ -108,8 +108,10 @@ def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFram
     order += list(others.index)
     frame = frame.loc[order]
     formatted = pd.DataFrame(text).loc[order]
-    for label, key in best.items():
-        formatted.loc[key, label] = f"**{formatted.loc[key, label]}**"
+    for label, key in best.items():  # ties at the printed precision are all bold
+        shown = formatted.loc[key, label]
+        winners = formatted.index[(formatted[label] == shown) & (formatted.index != DENSE)]
+        formatted.loc[winners, label] = f"**{shown}**"
     frame.insert(0, "seeds", pd.Series(seeds))
     return (
         frame.rename_axis(row_key).reset_index(),
@@ -160,8 +162,9 @@ def _pivot(chosen: pd.DataFrame, row: str, column: str) -> tuple[pd.DataFrame, p
         stats = {key: _summary(group["value"]) for key, group in block.groupby(row, sort=True)}
         numeric[col] = {k: m for k, (m, _, _) in stats.items()}
         text[col] = {k: _formatted(m, s, n, 2) for k, (m, s, n) in stats.items()}
-        winner = max(numeric[col], key=numeric[col].get)
-        text[col][winner] = f"**{text[col][winner]}**"
+        shown = text[col][max(numeric[col], key=numeric[col].get)]
+        for key in [k for k, v in text[col].items() if v == shown]:  # ties: all bold
+            text[col][key] = f"**{shown}**"
     frame, formatted = pd.DataFrame(numeric), pd.DataFrame(text).fillna("")
     order = frame.mean(axis=1).sort_values(ascending=False).index
     return (

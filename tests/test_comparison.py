@@ -64,6 +64,11 @@ def test_method_table_layout_bold_best_by_direction_and_spread(runs: pd.DataFram
     assert text.loc["cut", "depth abs_err ↓"] == "**0.4600 ± 0.0141**"  # lower is better
     assert text.loc["dense", "seg mIoU ↑"] == "0.4100 ± 0.0141"  # the reference is never bold
     assert text.loc["cut", "Δ_MTL % ↑"] == "**1.50 ± 0.71**"
+    tied = runs.copy()
+    tied.loc[(tied.method == "snip") & (tied.metric == "abs_err"), "value"] = [0.450001, 0.47]
+    _, text = method_table(tied, "d", "seg+depth", 0.9, "fair")
+    shown = text.set_index("method")["depth abs_err ↓"]
+    assert shown["cut"] == shown["snip"] == "**0.4600 ± 0.0141**"  # equal as printed: both bold
     numeric = numeric.set_index("method")
     assert numeric.loc["cut", "seeds"] == 2
     assert numeric.loc["snip", "seg mIoU ↑"] == pytest.approx(0.40)
