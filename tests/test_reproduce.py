@@ -43,3 +43,13 @@ def test_smoke_reproduce_runs_every_notebook(
     timings = json.loads((out / "timings.json").read_text())
     assert timings["profile"] == "smoke" and set(timings["notebooks"]) == set(names)
     assert list((out / "figures").glob("*.png")) and list((out / "tables").glob("*.md"))
+    tables = {p.name for p in (out / "tables").iterdir()}
+    figures = {p.name for p in (out / "figures").iterdir()}
+    for name in ("runs.csv", "claims.md", "07_dense_synth-nyuv2.md", "07_watershed.md"):
+        assert name in tables, name
+    for prefix in ("07_main_", "07_delta_mtl_", "07_selections_", "07_claims", "09_ablations"):
+        assert any(t.startswith(prefix) and t.endswith(".md") for t in tables), prefix
+    for prefix in ("07_against_sparsity_", "07_watershed", "07_density_cut_vs_disparse"):
+        assert any(f.startswith(prefix) and f.endswith(".png") for f in figures), prefix
+    for name in ("07_overview_from_run", "09_ablations", "09_fusion_rules"):
+        assert {f"{name}.png", f"{name}.pdf"} <= figures, name
