@@ -22,6 +22,7 @@ exceeds that over the second half by more than ``claims.watershed_margin``.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -84,11 +85,7 @@ def margin(better: Sequence[float], worse: Sequence[float], noise_floor: float) 
         raise ValueError(f"the noise floor must be ≥ 0, got {noise_floor}")
 
     def variance_of_mean(values: Sequence[float]) -> float:
-        n = len(values)
-        if n < 2:
-            return 0.0
-        mean = sum(values) / n
-        return sum((v - mean) ** 2 for v in values) / (n - 1) / n
+        return statistics.variance(values) / len(values) if len(values) > 1 else 0.0
 
     standard_error = math.sqrt(variance_of_mean(better) + variance_of_mean(worse))
     return max(noise_floor, 2.0 * standard_error)
@@ -103,7 +100,7 @@ def verdict(better: Sequence[float], worse: Sequence[float], noise_floor: float)
     """
     if not better or not worse:
         raise ValueError("a verdict needs at least one value on each side")
-    difference = sum(better) / len(better) - sum(worse) / len(worse)
+    difference = statistics.fmean(better) - statistics.fmean(worse)
     bound = margin(better, worse, noise_floor)
     if difference > bound:
         return "holds"
@@ -113,11 +110,10 @@ def verdict(better: Sequence[float], worse: Sequence[float], noise_floor: float)
 
 
 def _spread(values: Sequence[float]) -> str:
-    mean = sum(values) / len(values)
+    mean = statistics.fmean(values)
     if len(values) < 2:
         return f"{mean:+.2f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:+.2f} ± {std:.2f}"
+    return f"{mean:+.2f} ± {statistics.stdev(values):.2f}"
 
 
 def check_claims(
@@ -158,7 +154,7 @@ def check_claims(
                     "seeds": min(len(better), len(worse)),
                     "better": _spread(better),
                     "worse": _spread(worse),
-                    "difference": sum(better) / len(better) - sum(worse) / len(worse),
+                    "difference": statistics.fmean(better) - statistics.fmean(worse),
                     "margin": margin(better, worse, noise_floor),
                     "verdict": verdict(better, worse, noise_floor),
                 }

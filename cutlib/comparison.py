@@ -42,6 +42,19 @@ def _formatted(mean: float, std: float, n: int, precision: int) -> str:
     return f"{mean:.{precision}f}"
 
 
+def _bold_best(
+    means: dict[str, float], text: dict[str, str], higher: bool, exclude: str | None = None
+) -> None:
+    """Put the best mean's text in bold, and every other text equal to it as printed (ties)."""
+    contenders = {k: m for k, m in means.items() if k != exclude}
+    if not contenders:
+        return
+    shown = text[(max if higher else min)(contenders, key=contenders.get)]
+    for key in contenders:
+        if text[key] == shown:
+            text[key] = f"**{shown}**"
+
+
 def _significant_precision(value: float) -> int:
     """Decimals that show about four significant digits (at least 2)."""
     if value == 0 or not np.isfinite(value):
@@ -83,7 +96,6 @@ def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFram
     numeric: dict[str, dict[str, float]] = {}
     text: dict[str, dict[str, str]] = {}
     seeds: dict[str, int] = {}
-    best: dict[str, str] = {}
     for task, metric, higher in columns.itertuples(index=False):
         label = column_label(task, metric, higher)
         cells = chosen[(chosen["task"] == task) & (chosen["metric"] == metric)]
@@ -96,9 +108,7 @@ def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFram
         numeric[label] = {key: m for key, (m, _, _) in stats.items()}
         text[label] = {key: _formatted(m, s, n, precision) for key, (m, s, n) in stats.items()}
         seeds |= {key: n for key, (_, _, n) in stats.items()}
-        contenders = {k: m for k, (m, _, _) in stats.items() if k != DENSE}
-        if contenders:
-            best[label] = (max if higher else min)(contenders, key=contenders.get)
+        _bold_best(numeric[label], text[label], bool(higher), exclude=DENSE)
     frame = pd.DataFrame(numeric)
     order = [DENSE] if DENSE in frame.index else []
     delta = column_label(*DELTA, True)
@@ -108,10 +118,6 @@ def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFram
     order += list(others.index)
     frame = frame.loc[order]
     formatted = pd.DataFrame(text).loc[order]
-    for label, key in best.items():  # ties at the printed precision are all bold
-        shown = formatted.loc[key, label]
-        winners = formatted.index[(formatted[label] == shown) & (formatted.index != DENSE)]
-        formatted.loc[winners, label] = f"**{shown}**"
     frame.insert(0, "seeds", pd.Series(seeds))
     return (
         frame.rename_axis(row_key).reset_index(),
@@ -132,8 +138,8 @@ def delta_table(runs: pd.DataFrame, dataset: str, tasks: str) -> tuple[pd.DataFr
     if chosen.empty:
         raise ValueError(f"no pruned runs for {dataset} / {tasks} in the grid")
     chosen["method (protocol)"] = chosen["method"] + " (" + chosen["protocol"] + ")"
-    chosen["sparsity "] = chosen["sparsity"].map(lambda s: f"{s:.0%}")
-    return _pivot(chosen, "method (protocol)", "sparsity ")
+    chosen["sparsity (printed)"] = chosen["sparsity"].map(lambda s: f"{s:.0%}")
+    return _pivot(chosen, "method (protocol)", "sparsity (printed)")
 
 
 def selections_table(
@@ -162,9 +168,7 @@ def _pivot(chosen: pd.DataFrame, row: str, column: str) -> tuple[pd.DataFrame, p
         stats = {key: _summary(group["value"]) for key, group in block.groupby(row, sort=True)}
         numeric[col] = {k: m for k, (m, _, _) in stats.items()}
         text[col] = {k: _formatted(m, s, n, 2) for k, (m, s, n) in stats.items()}
-        shown = text[col][max(numeric[col], key=numeric[col].get)]
-        for key in [k for k, v in text[col].items() if v == shown]:  # ties: all bold
-            text[col][key] = f"**{shown}**"
+        _bold_best(numeric[col], text[col], higher=True)
     frame, formatted = pd.DataFrame(numeric), pd.DataFrame(text).fillna("")
     order = frame.mean(axis=1).sort_values(ascending=False).index
     return (

@@ -131,6 +131,12 @@ def run_id(config: RunConfig) -> str:
     )
 
 
+def run_directory(config: RunConfig) -> Path:
+    """Where a (validated) run lives in the run store: ``results/runs/<run id>/``; its
+    ``metrics.json`` exists once the run has finished."""
+    return results_dir() / "runs" / run_id(config)
+
+
 def pretrained_run(
     config: RunConfig, device: str | torch.device = "auto", progress: bool = True
 ) -> Path:
@@ -203,7 +209,7 @@ def run(
         >>> # record.metrics["metrics"]["seg"]["mIoU"]
     """
     config = config.validated()
-    directory = results_dir() / "runs" / run_id(config)
+    directory = run_directory(config)
     if not (directory / "metrics.json").is_file():
         _execute(config, directory, resolve_device(device), progress)
     elif progress:

@@ -43,8 +43,8 @@ import torch
 from tqdm.auto import tqdm
 
 from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS
-from cutlib.data import dataset_info
-from cutlib.experiments import RunConfig, run, run_id
+from cutlib.data import dataset_info, dataset_tasks
+from cutlib.experiments import RunConfig, run, run_directory, run_id
 from cutlib.io import read_json, results_dir
 from cutlib.methods import DENSE, METHODS
 from cutlib.profiles import load_profile
@@ -153,8 +153,8 @@ def grid_cells(
             if wanted is not None and dataset not in wanted:
                 continue
             selections = [_selection(t) for t in block.get("tasks") or [info.task_names]]
+            protocols = sorted({p for ps in block["methods"].values() for p in ps})
             for tasks, seed in ((t, s) for t in selections for s in seeds):
-                protocols = sorted({p for ps in block["methods"].values() for p in ps})
                 for protocol in protocols:
                     dense = RunConfig(dataset, DENSE, tasks, 0.0, profile, seed)
                     dense_cells.append(GridCell(dense.validated(), protocol))
@@ -216,7 +216,7 @@ def _unique_configs(cells: Iterable[GridCell]) -> list[RunConfig]:
 
 
 def _is_finished(config: RunConfig) -> bool:
-    return (results_dir() / "runs" / run_id(config) / "metrics.json").is_file()
+    return (run_directory(config) / "metrics.json").is_file()
 
 
 def _run_quietly(config: RunConfig, device: str, threads: int | None) -> tuple[RunConfig, float]:
@@ -239,23 +239,20 @@ def _pretraining_of(config: RunConfig) -> RunConfig:
     ).validated()
 
 
-def _pretrainings(cells: Iterable[GridCell]) -> list[RunConfig]:
-    """The pre-trained runs the cells start from that are not cells themselves."""
-    own = set(_unique_configs(cells))
-    pretraining = dict.fromkeys(_pretraining_of(c.config) for c in cells)
-    return [c for c in pretraining if c not in own]
-
-
-def _pending_stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[RunConfig]]:
-    """Unfinished runs in two stages: the pre-trained models, then the runs that start from one."""
+def _stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[RunConfig]]:
+    """Every run the cells need, in two stages: the pre-trained models (cells or not), then the
+    runs that start from one, long ones first (that keeps parallel workers busy)."""
     configs = _unique_configs(cells)
     pretraining = list(dict.fromkeys(_pretraining_of(c) for c in configs))
     later = [c for c in configs if c not in set(pretraining)]
-    later.sort(key=planned_iterations, reverse=True)  # long runs first keep the workers busy
-    return (
-        [c for c in pretraining if not _is_finished(c)],
-        [c for c in later if not _is_finished(c)],
-    )
+    later.sort(key=planned_iterations, reverse=True)
+    return pretraining, later
+
+
+def _pending_stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[RunConfig]]:
+    """The unfinished runs of :func:`_stages`."""
+    first, then = _stages(cells)
+    return [c for c in first if not _is_finished(c)], [c for c in then if not _is_finished(c)]
 
 
 def pending_runs(cells: Sequence[GridCell]) -> list[RunConfig]:
@@ -296,7 +293,7 @@ def run_grid(
     first, then = _pending_stages(cells)
     stages = (first, then)
     todo = len(first) + len(then)
-    done = len(_unique_configs(cells) + _pretrainings(cells)) - todo
+    done = sum(len(stage) for stage in _stages(cells)) - todo
     if progress and done:
         print(f"{done} of {todo + done} runs already in the run store, reused")
     steps = {c: planned_iterations(c) + 1 for stage in stages for c in stage}  # +1: evaluation
@@ -341,12 +338,10 @@ def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
     Raises:
         FileNotFoundError: naming the first run that has not been made (run :func:`run_grid`).
     """
-    from cutlib.data import dataset_tasks
-
     rows = []
     for cell in cells:
         config = cell.config
-        path = results_dir() / "runs" / run_id(config) / "metrics.json"
+        path = run_directory(config) / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"run {run_id(config)} is not in the run store: run the grid")
         record = read_json(path)
