@@ -1,9 +1,11 @@
 """The ``cutlib`` command (DESIGN §6).
 
 ``cutlib run`` runs one experiment; ``cutlib grid`` runs a profile's experiment grid;
-``cutlib reproduce`` executes the notebooks. Bad input (unknown
-dataset, task, method, profile, notebook or notebook parameter; a sparsity outside [0, 1)) prints
-one line naming the valid choices and exits with status 2, before anything is written.
+``cutlib reproduce`` executes the notebooks; ``cutlib export`` writes a ``model.pt`` as a sparse
+file or as ONNX. Bad input (unknown dataset, task, method, profile, notebook or notebook
+parameter; a sparsity outside [0, 1); an unknown export format or values option, a malformed input
+size, a missing checkpoint or one of another format version) prints one line naming the valid
+choices and exits with status 2, before anything is written.
 """
 
 from __future__ import annotations
@@ -42,6 +44,17 @@ def _parse_param(text: str) -> tuple[str, object]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name.strip(), yaml.safe_load(value)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width))
+    except ValueError:
+        size = (0, 0)
+    if not sep or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW with positive integers, got {text!r}")
+    return size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="results folder (default: results/, or results/<profile>/)"
     )
     grid.add_argument("--dry-run", action="store_true", help="list the runs, make none")
+
+    exp = commands.add_parser(
+        "export", help="write a model.pt as a sparse file (bitmask + values) or as ONNX"
+    )
+    exp.add_argument("--checkpoint", type=Path, required=True, help="a run's model.pt")
+    exp.add_argument("--format", required=True, help="sparse or onnx")
+    exp.add_argument("--out", type=Path, required=True, help="the file to write")
+    exp.add_argument("--values", help="sparse only: fp16 (default) or fp32 non-zero values")
+    exp.add_argument(
+        "--input-size",
+        type=_parse_size,
+        metavar="HxW",
+        help="onnx only: input height x width (default: 96x96; the batch is dynamic)",
+    )
     return parser
 
 
@@ -193,10 +220,64 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from cutlib.export import (
+        DEFAULT_INPUT_SIZE,
+        dense_nbytes,
+        export_checkpoint,
+        load_sparse,
+        onnx_parity,
+    )
+
+    try:
+        if args.format == "onnx" and args.values is not None:
+            raise ValueError("--values applies to --format sparse only")
+        if args.format == "sparse" and args.input_size is not None:
+            raise ValueError("--input-size applies to --format onnx only")
+        out = export_checkpoint(
+            args.checkpoint,
+            args.format,
+            args.out,
+            values=args.values or "fp16",
+            input_size=args.input_size,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        return _bad_input("cutlib export", err)
+    except ImportError as err:
+        print(f"cutlib export: {err}", file=sys.stderr)
+        return 1
+    size = out.stat().st_size
+    print(f"{args.format}: {out} ({size / 1e6:.3f} MB)")
+    if args.format == "sparse":
+        dense = dense_nbytes(load_sparse(out))
+        print(f"  {size / dense:.3f} of the dense state_dict ({dense / 1e6:.3f} MB)")
+    else:
+        import torch
+
+        from cutlib.checkpoint import load_model
+
+        model = load_model(args.checkpoint)
+        height, width = args.input_size or DEFAULT_INPUT_SIZE
+        image = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+        try:
+            diffs = onnx_parity(model, out, image)
+        except ImportError as err:
+            print(f"  no parity check: {err}")
+        else:
+            shown = ", ".join(f"{task} {diff:.2g}" for task, diff in diffs.items())
+            print(f"  max |onnxruntime - torch| on a random image: {shown}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cutlib`` console script."""
     args = build_parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "reproduce": _cmd_reproduce, "grid": _cmd_grid}
+    handlers = {
+        "run": _cmd_run,
+        "reproduce": _cmd_reproduce,
+        "grid": _cmd_grid,
+        "export": _cmd_export,
+    }
     return handlers[args.command](args)
 
 

@@ -51,7 +51,9 @@ from cutlib.profiles import load_profile
 
 #: Methods whose training does not depend on the protocol: they start from the pre-trained model
 #: and train once with the ``finetune`` schedule under both (:meth:`RunContext.schedule`).
-PROTOCOL_FREE: frozenset[str] = frozenset({DENSE, "cut", "disparse_pt", "magnitude"})
+PROTOCOL_FREE: frozenset[str] = frozenset(
+    {DENSE, "cut", "disparse_pt", "magnitude", "cut_structured", "channel_magnitude"}
+)
 
 #: Columns that identify a grid cell in :func:`collect`'s table (``task``/``metric`` add the
 #: measurement; ``value`` is the number).

@@ -26,6 +26,7 @@ from cutlib.pruning.masks import copy_model
 from cutlib.pruning.random_pruning import random_pruning
 from cutlib.pruning.rigl import rigl
 from cutlib.pruning.snip import snip
+from cutlib.pruning.structured import StructuredCutOptions, channel_magnitude, cut_structured
 
 DENSE = "dense"
 
@@ -69,6 +70,8 @@ METHODS: dict[str, Callable[[RunContext], MethodResult]] = {
     "imp": imp,
     "lth": lth,
     "rigl": rigl,
+    "cut_structured": cut_structured,
+    "channel_magnitude": channel_magnitude,
 }
 
 #: Method name → parser of its ``--option`` pairs (methods without options are absent).
@@ -76,4 +79,5 @@ METHOD_OPTIONS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "cut": CutOptions.from_pairs,
     "disparse_static": DisparseStaticOptions.from_pairs,
     "disparse_pt": DisparsePtOptions.from_pairs,
+    "cut_structured": StructuredCutOptions.from_pairs,
 }

@@ -99,7 +99,7 @@ def test_the_grid_plans_the_steps_each_method_takes_under_paper(
 
 
 def test_every_contract_method_is_registered() -> None:
-    contract = {"dense", "cut", *PRUNING}
+    contract = {"dense", "cut", *PRUNING, "cut_structured", "channel_magnitude"}
     assert set(METHODS) == contract
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cutlib.models.channels import slim_to
 from cutlib.tasks import TaskSpec
 
 #: BasicBlocks per stage for the supported backbones.
@@ -134,20 +135,21 @@ class ASPPHead(nn.Module):
 class SceneNet(nn.Module):
     """Hard-parameter-sharing multi-task network: a shared dilated ResNet, one ASPP head per task.
 
-    Args:
-        tasks: the tasks, one head each, in dataset order.
-        backbone: ``"resnet18"`` or ``"resnet34"`` (the paper's).
-        width: multiplier of the stage widths (64, 128, 256, 512).
-        head_channels: hidden channels of every ASPP branch (1024 in the paper).
-        aspp_rates: dilation rates of the four ASPP branches ((6, 12, 18, 24) in the paper).
-        dropout: dropout probability in the heads (0.5 in the paper).
+        Args:
+            tasks: the tasks, one head each, in dataset order.
+            backbone: ``"resnet18"`` or ``"resnet34"`` (the paper's).
+            width: multiplier of the stage widths (64, 128, 256, 512).
+            head_channels: hidden channels of every ASPP branch (1024 in the paper).
+            aspp_rates: dilation rates of the four ASPP branches ((6, 12, 18, 24) in the paper).
+            dropout: dropout probability in the heads (0.5 in the paper).
 
-    Example:
-        >>> from cutlib.tasks import TaskSpec
-        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], backbone="resnet18", width=0.25,
-        ...                head_channels=16, aspp_rates=(1, 2, 3, 4))
-        >>> net(torch.zeros(2, 3, 64, 64))["depth"].shape
-        torch.Size([2, 1, 8, 8])
+        Example:
+            >>> from cutlib.models.channels import slim_to
+    from cutlib.tasks import TaskSpec
+            >>> net = SceneNet([TaskSpec("depth", "depth", 1)], backbone="resnet18", width=0.25,
+            ...                head_channels=16, aspp_rates=(1, 2, 3, 4))
+            >>> net(torch.zeros(2, 3, 64, 64))["depth"].shape
+            torch.Size([2, 1, 8, 8])
     """
 
     def __init__(
@@ -175,6 +177,8 @@ class SceneNet(nn.Module):
             "dropout": dropout,
         }
         self.tasks: tuple[TaskSpec, ...] = tuple(tasks)
+        #: channel counts of the groups structured pruning has slimmed (:mod:`.channels`)
+        self.channels: dict[str, int] = {}
         self.backbone = DilatedResNet(BLOCKS_PER_STAGE[backbone], widths)
         self.heads = nn.ModuleDict(
             {
@@ -208,18 +212,27 @@ class SceneNet(nn.Module):
             if name not in names:
                 del self.heads[name]
         self.tasks = tuple(t for t in self.tasks if t.name in names)
+        self.channels = {
+            g: n
+            for g, n in self.channels.items()
+            if not g.startswith("heads.") or g.split(".")[1] in names
+        }
         return self
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture with :meth:`from_config`."""
-        return {**self.hparams, "tasks": [asdict(t) for t in self.tasks]}
+        slimmed = {"channels": dict(self.channels)} if self.channels else {}
+        return {**self.hparams, "tasks": [asdict(t) for t in self.tasks], **slimmed}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SceneNet:
-        """Rebuild an (untrained) network from :meth:`config`'s output."""
+        """Rebuild an (untrained) network from :meth:`config`'s output, slimmed to its recorded
+        channel counts if structured pruning removed channels."""
         config = dict(config)
+        widths = config.pop("channels", {})
         tasks = [
             TaskSpec(**{**t, "class_names": tuple(t.get("class_names", ()))})
             for t in config.pop("tasks")
         ]
-        return cls(tasks, **config)
+        model = cls(tasks, **config)
+        return slim_to(model, widths) if widths else model

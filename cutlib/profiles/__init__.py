@@ -20,7 +20,14 @@ DEFAULT_PROFILE = "quick"
 #: Profile entries that say which runs to make or how to present them, not how one run goes:
 #: top-level keys, and ``(section, key)`` pairs. They are left out of a run's identity, so a
 #: change of the grid or of a notebook's run list reuses every finished run.
-PLANNING_KEYS: tuple[str, ...] = ("description", "seeds", "grid", "claims", "ablations")
+PLANNING_KEYS: tuple[str, ...] = (
+    "description",
+    "seeds",
+    "grid",
+    "claims",
+    "ablations",
+    "edge",
+)
 PLANNING_SUBKEYS: tuple[tuple[str, str], ...] = (("baselines", "notebook"),)
 
 

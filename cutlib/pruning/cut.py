@@ -31,14 +31,14 @@ from cutlib.context import MethodResult, RunContext
 from cutlib.models import SceneNet
 from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FUSION_RULES, FusionRule, fuse_masks
 from cutlib.pruning.importance import BN_MODES, CRITERIA, BNMode, Criterion, TaskScores
-from cutlib.pruning.masks import BACKBONE, Masks, density, owned_by
+from cutlib.pruning.masks import BACKBONE, Masks, owned_by
 from cutlib.pruning.options import (
     check_choice,
     check_keep_ratio,
     check_positive_int,
     options_from_pairs,
 )
-from cutlib.pruning.thresholds import Ranking, calibrate
+from cutlib.pruning.thresholds import Ranking, calibrate, weight_sparsity
 
 
 @dataclass(frozen=True)
@@ -169,15 +169,17 @@ def plan_cut(
     sparsity: float,
     options: KeepRatioChoice = CutOptions(),
     table: Mapping[float, float] | None = None,
+    measure: Callable[[Masks], float] = weight_sparsity,
 ) -> CutPlan:
     """Choose κ per ``options.keep_ratio`` and build the masks with ``masker`` (a
     :class:`CutMasker`, or DiSparse's, which is the same with the union rule).
 
-    ``"calibrate"`` bisects κ until the deployed sparsity is within 0.02 points of ``sparsity``;
+    ``"calibrate"`` bisects κ until the deployed sparsity (as ``measure`` defines it: pruned
+    weights by default, removed FLOPs for structured CUT) is within 0.02 points of ``sparsity``;
     ``"table"`` looks κ up in ``table`` (the authors' keep ratios); a number is used as κ.
     """
     if options.keep_ratio == "calibrate":
-        kappa, masks = calibrate(masker, sparsity)
+        kappa, masks = calibrate(masker, sparsity, measure=measure)
     else:
         kappa = (
             table_keep_ratio(sparsity, table)
@@ -185,7 +187,7 @@ def plan_cut(
             else float(options.keep_ratio)
         )
         masks = masker(kappa)
-    return CutPlan(masks, kappa, 1.0 - density(masks))
+    return CutPlan(masks, kappa, measure(masks))
 
 
 def per_task_masks(

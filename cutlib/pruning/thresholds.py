@@ -70,19 +70,27 @@ class Ranking:
         return {n: p.reshape(s) for n, p, s in zip(self.names, parts, self.shapes, strict=True)}
 
 
+def weight_sparsity(masks: Masks) -> float:
+    """Fraction of pruned entries over all masks: the default measure :func:`calibrate` meets."""
+    return 1.0 - density(masks)
+
+
 def calibrate(
     build: Callable[[float], Masks],
     target_sparsity: float,
     *,
     tolerance: float = 2e-4,
     max_steps: int = 60,
+    measure: Callable[[Masks], float] = weight_sparsity,
 ) -> tuple[float, Masks]:
     """Find the keep fraction κ whose masks ``build(κ)`` have ``target_sparsity``, by bisection.
 
     ``build`` must be monotone: a larger κ never keeps fewer entries (true for top-k masks and for
     any vote over them). Stops when the achieved sparsity is within ``tolerance`` of the target
     (default 0.02 percentage points) or the interval cannot shrink further, and returns the κ whose
-    sparsity is closest to the target, with its masks.
+    sparsity is closest to the target, with its masks. ``measure`` says what "sparsity" is: the
+    fraction of pruned weights (default) or, for channel masks, the fraction of FLOPs removed
+    (:mod:`cutlib.pruning.structured`); it must not decrease as fewer entries are kept.
 
     Example:
         >>> r = Ranking({"w": torch.arange(1000.0)})
@@ -97,7 +105,7 @@ def calibrate(
     for _ in range(max_steps):
         kappa = (low + high) / 2
         masks = build(kappa)
-        sparsity = 1.0 - density(masks)
+        sparsity = measure(masks)
         error = abs(sparsity - target_sparsity)
         if best is None or error < best[0]:
             best = (error, kappa, masks)

@@ -1,0 +1,560 @@
+"""What an edge device really gains from a pruned multi-task model: measurement only, no plots
+(PAPER_NOTES §8).
+
+Every number here says what it counts (PAPER_NOTES §8.1–§8.6):
+
+- **FLOP** (:func:`flop_counts`, :func:`total_flops`): shape-based, from
+  :class:`torch.utils.flop_counter.FlopCounterMode`, **2 FLOP per multiply-accumulate**; bias, BN,
+  ReLU, add and pooling count 0. Masked zeros do **not** reduce it: dense kernels run anyway.
+- **Sparse FLOP** (:func:`sparse_flops`): the *theoretical* count if every zero weight were
+  skipped. No dense kernel realises it.
+- **Parameters** (:func:`parameter_summary`): total vs non-zero, biases and BN affines included,
+  masks honoured.
+- **File sizes** (:func:`file_sizes`): dense ``torch.save``, its gzip, bitmask + packed values
+  (fp32 / fp16) and ONNX, always of the *deployed* model (masks folded on a copy).
+- **Peak inference memory** (:func:`peak_inference_memory`): bytes of tensors alive at once during
+  one forward pass, parameters and input excluded.
+- **Latency** (:func:`measure_latency`, :func:`latency_summary`): ``torch.utils.benchmark`` with
+  fixed threads, eval + inference mode, variants interleaved, raw samples kept; medians and IQRs,
+  never means (PAPER_NOTES §8.4).
+
+Example:
+    >>> from cutlib.tasks import TaskSpec
+    >>> from cutlib.models import SceneNet
+    >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1, 2, 3, 4))
+    >>> total_flops(net, (1, 3, 64, 64)) == sum(flop_counts(net, (1, 3, 64, 64)).values())
+    True
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from cutlib.models import SceneNet
+from cutlib.pruning.masks import PRUNABLE_TYPES, copy_model, fold_masks, is_masked, parameter_counts
+
+#: Bytes per MB in every table here (decimal, as in PAPER_NOTES §8.5: 90.65 M fp32 = 362.6 MB).
+MB = 1e6
+#: Key of :func:`flop_counts` for FLOPs of ops run outside every leaf module (0 for SceneNet).
+OUTSIDE_LEAVES = ""
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _effective_weight(module: nn.Module) -> Tensor:
+    """The weight a forward pass uses: ``weight_orig * weight_mask`` when a mask is installed."""
+    if is_masked(module):
+        return module.weight_orig.detach() * module.weight_mask
+    return module.weight.detach()
+
+
+def deployed(model: nn.Module) -> nn.Module:
+    """The model as it would ship: ``model`` itself when no pruning mask is installed, else a copy
+    with the masks folded into plain weights (PAPER_NOTES §8.1). ``model`` is never changed.
+
+    The prune re-parametrisation recomputes ``weight_orig * weight_mask`` before every forward
+    pass, which costs time and memory a deployed model does not pay.
+    """
+    if not any(is_masked(m) for m in model.modules()):
+        return model
+    return fold_masks(copy_model(model))
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+# ------------------------------------------------------------------------------------------- FLOPs
+
+
+def flop_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """FLOPs of one forward pass per leaf module, keyed by its name in ``model.named_modules()``.
+
+    Unit: FLOP, **2 per multiply-accumulate** (:class:`~torch.utils.flop_counter.FlopCounterMode`'s
+    convention, PAPER_NOTES §8.3): a conv costs 2·N·C_out·H_out·W_out·(C_in/g)·k_h·k_w; biases,
+    BN, activations, adds and pooling count 0. Shape-based: masked zeros do not reduce it.
+
+    Every ``Conv2d`` / ``Linear`` gets an entry (0 if it did not run), other leaves only when they
+    count FLOPs; FLOPs of ops outside every leaf module go under the key ``""`` (the root's
+    name) when there are any, so the values always sum to :func:`total_flops`.
+
+    Args:
+        model: run once in eval mode under ``torch.inference_mode()`` on a zero input (restored to
+            its previous train/eval mode afterwards).
+        input_shape: the full input shape, e.g. ``(1, 3, 96, 96)``.
+    """
+    counter = FlopCounterMode(display=False)
+    x = torch.zeros(input_shape, device=_device(model))
+    with _eval_mode(model), torch.inference_mode(), counter:
+        model(x)
+    by_module = {key: sum(ops.values()) for key, ops in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    counts: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if name and next(module.children(), None) is None:
+            flops = int(by_module.get(f"{root}.{name}", 0))
+            if flops or isinstance(module, PRUNABLE_TYPES):
+                counts[name] = flops
+    outside = int(counter.get_total_flops()) - sum(counts.values())
+    if outside:
+        counts[OUTSIDE_LEAVES] = outside
+    return counts
+
+
+def total_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass of ``model`` (2 per multiply-accumulate, shape-based; see
+    :func:`flop_counts`, PAPER_NOTES §8.3)."""
+    return sum(flop_counts(model, input_shape).values())
+
+
+@torch.no_grad()
+def sparse_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Theoretical FLOPs if every zero weight were skipped (2 per multiply-accumulate).
+
+    Σ over ``Conv2d`` / ``Linear`` of (its :func:`flop_counts` entry × the fraction of non-zero
+    entries of its effective weight), i.e. 2·Σ nnz(W_ℓ)·H_out·W_out·N; other FLOPs count in full.
+    **Not realised by dense kernels** (PAPER_NOTES §8.1, §8.3): a masked model runs the dense
+    count; only a sparse kernel could approach this one.
+    """
+    counts = flop_counts(model, input_shape)
+    modules = dict(model.named_modules())
+    flops = 0
+    for name, count in counts.items():
+        module = modules.get(name) if name else None
+        if isinstance(module, PRUNABLE_TYPES):
+            weight = _effective_weight(module)
+            # count = 2·N·H_out·W_out·numel(W) exactly, so this division is exact.
+            flops += count * int(torch.count_nonzero(weight)) // weight.numel()
+        else:
+            flops += count
+    return flops
+
+
+# -------------------------------------------------------------------------------------- parameters
+
+
+@torch.no_grad()
+def parameter_summary(model: nn.Module) -> dict[str, int]:
+    """Parameter counts (PAPER_NOTES §8.1): ``total`` / ``nonzero`` over all parameters (weights,
+    biases, BN affines; buffers such as BN running stats excluded) and ``prunable_total`` /
+    ``prunable_nonzero`` over the ``Conv2d`` / ``Linear`` weights only.
+
+    Installed masks are honoured: a masked weight counts once, with its effective values
+    (``weight_orig`` is not double counted).
+    """
+    counts = parameter_counts(model)
+    prunable = [_effective_weight(m) for m in model.modules() if isinstance(m, PRUNABLE_TYPES)]
+    return {
+        "total": counts["total"],
+        "nonzero": counts["nonzero"],
+        "prunable_total": sum(w.numel() for w in prunable),
+        "prunable_nonzero": sum(int(torch.count_nonzero(w)) for w in prunable),
+    }
+
+
+# ---------------------------------------------------------------------------------------- files
+
+
+def _onnx_available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("onnx") is not None
+
+
+def file_sizes(
+    model: SceneNet, directory: Path, input_size: tuple[int, int] | None = None
+) -> dict[str, int | None]:
+    """Bytes on disk of ``model`` in each storage format (PAPER_NOTES §8.1, §8.5).
+
+    All formats are written for the deployed model (:func:`deployed`: masks folded on a copy, so
+    zeros are plain zeros and ``model`` is untouched). Keys:
+
+    - ``state_dict``: ``torch.save(state_dict)``, dense (BN buffers included);
+    - ``state_dict_gzip``: that file gzip-compressed at level 9;
+    - ``state_dict_reparam``: ``torch.save`` of the model *as given*, with the prune
+      re-parametrisation (``weight_orig`` + ``weight_mask``, ≈ 2× the dense file); ``None``
+      when no mask is installed;
+    - ``sparse_fp32`` / ``sparse_fp16``: bitmask + packed non-zero values
+      (:func:`cutlib.export.save_sparse`);
+    - ``onnx``: :func:`cutlib.export.export_onnx` at ``input_size``; ``None`` when no
+      ``input_size`` is given or onnx is not installed.
+
+    The files are left in ``directory`` (created if needed), named after their key.
+    """
+    from cutlib.export import export_onnx, save_sparse
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_out = deployed(model)
+    sizes: dict[str, int | None] = {}
+
+    raw = directory / "state_dict.pt"
+    torch.save(model_out.state_dict(), raw)
+    sizes["state_dict"] = raw.stat().st_size
+    packed = directory / "state_dict.pt.gz"
+    with gzip.GzipFile(packed, "wb", compresslevel=9, mtime=0) as fh:
+        fh.write(raw.read_bytes())
+    sizes["state_dict_gzip"] = packed.stat().st_size
+    sizes["state_dict_reparam"] = None
+    if model_out is not model:
+        reparam = directory / "state_dict_reparam.pt"
+        torch.save(model.state_dict(), reparam)
+        sizes["state_dict_reparam"] = reparam.stat().st_size
+
+    for values in ("fp32", "fp16"):
+        written = save_sparse(model_out, directory / f"sparse_{values}", values=values)
+        sizes[f"sparse_{values}"] = Path(written).stat().st_size
+
+    sizes["onnx"] = None
+    if input_size is not None and _onnx_available():
+        try:
+            written = export_onnx(model_out, directory / "model.onnx", input_size=input_size)
+        except ImportError:  # the exporter (onnxscript) is missing: no ONNX size
+            pass
+        else:
+            sizes["onnx"] = Path(written).stat().st_size
+    return sizes
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of storages created by aten ops and still alive; remembers the peak."""
+
+    def __init__(self, known: set[int]) -> None:
+        super().__init__()
+        self.known = known
+        self.live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+        self.finalizers: list[weakref.finalize] = []
+
+    def _release(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if not isinstance(tensor, Tensor):
+                continue
+            storage = tensor.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or key in self.known or key in self.live:
+                continue  # views, in-place results, parameters and the input are not new memory
+            self.live[key] = nbytes
+            self.current += nbytes
+            self.peak = max(self.peak, self.current)
+            # Storages keep their Python object while C++ holds them, so this fires at the free.
+            self.finalizers.append(weakref.finalize(storage, self._release, key))
+        return out
+
+
+def _allocator_peak_cpu(model: nn.Module, x: Tensor) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(x)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    current = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        if str(event.device_type()).endswith("CPU"):
+            current += event.nbytes()  # > 0: allocation, < 0: free
+            peak = max(peak, current)
+    return peak
+
+
+def peak_inference_memory(
+    model: nn.Module, input: Tensor, method: Literal["tensors", "allocator"] = "tensors"
+) -> int:
+    """Peak bytes of memory allocated during one inference forward pass of ``model`` on ``input``
+    (eval mode, ``torch.inference_mode()``), **excluding** the parameters, buffers and the input.
+
+    Masks are folded first (:func:`deployed`), so the re-parametrisation's per-forward weight
+    products are not counted.
+
+    Args:
+        method: ``"tensors"`` (default, any device): the most bytes of aten-op output storages
+            alive at the same time, tracked with a ``TorchDispatchMode`` (views and in-place
+            results add nothing; storages are released when freed). This is the activation
+            memory any runtime needs for this graph, and is hand-computable: one conv → its
+            output; a chain of two convs → both outputs. Kernel-internal workspaces are not seen.
+            ``"allocator"``: what PyTorch's allocator actually handed out, including kernel
+            workspaces and oneDNN weight/output reorders (so ≥ ``"tensors"``). On CUDA,
+            ``torch.cuda.max_memory_allocated`` minus the memory allocated before the pass; on
+            CPU, replayed from the profiler's allocation / free events (``profile_memory=True``).
+    """
+    if method not in ("tensors", "allocator"):
+        raise ValueError(f"unknown method {method!r}; valid: 'tensors', 'allocator'")
+    model = deployed(model)
+    with _eval_mode(model), torch.inference_mode():
+        if method == "allocator":
+            if input.device.type == "cuda":
+                torch.cuda.synchronize(input.device)
+                before = torch.cuda.memory_allocated(input.device)
+                torch.cuda.reset_peak_memory_stats(input.device)
+                model(input)
+                torch.cuda.synchronize(input.device)
+                return int(torch.cuda.max_memory_allocated(input.device) - before)
+            return _allocator_peak_cpu(model, input)
+        tensors = [*model.parameters(), *model.buffers(), input]
+        tracker = _LiveTensorBytes({t.untyped_storage().data_ptr() for t in tensors})
+        with tracker:
+            model(input)
+        for finalizer in tracker.finalizers:
+            finalizer.detach()
+        return tracker.peak
+
+
+# ----------------------------------------------------------------------------------------- latency
+
+
+def environment(device: torch.device | str | None = None) -> dict[str, Any]:
+    """What a latency number depends on (PAPER_NOTES §8.4): torch and Python versions, platform,
+    CPU model, logical cores, ``torch.get_num_threads()`` and the device measured on
+    (``"cpu"`` or the GPU's name)."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.device(device or "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": name,
+    }
+
+
+#: Timed statement: inference mode is entered inside it, so it holds for every timed call.
+_STMT = "with torch.inference_mode():\n    model(x)"
+
+
+def measure_latency(
+    variants: Mapping[str, nn.Module],
+    input_size: tuple[int, int],
+    batch_sizes: Sequence[int] = (1, 8),
+    threads: Sequence[int] = (1, 2),
+    min_run_time: float = 0.2,
+    repeats: int = 3,
+    progress: bool = True,
+    in_channels: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Forward-pass latency of every variant with ``torch.utils.benchmark`` (PAPER_NOTES §8.4).
+
+    Protocol: each variant is deployed (:func:`deployed`: masks folded on a copy), put in eval
+    mode and timed with ``Timer(stmt="with torch.inference_mode(): model(x)", num_threads=T)`` and
+    ``blocked_autorange(min_run_time)`` (which also warms up) on one fixed random input per batch
+    size (seeded, on the model's device; CUDA is synchronised by the Timer). Measurements are
+    interleaved in one process: for each repeat, for each thread count, for each batch size, every
+    variant in turn.
+
+    Returns:
+        One row per (variant, threads, batch, repeat) with ``median_ms``, ``iqr_ms``, ``mean_ms``
+        (over the Timer's blocks, each the mean time of ``number_per_run`` calls), ``n_blocks``,
+        ``n_runs`` (timed calls) and ``times_ms`` (the raw per-call block times, a list). No
+        speed-up is implied: masked zeros run the same dense kernels (PAPER_NOTES §8.1).
+    """
+    from torch.utils.benchmark import Timer
+
+    if not variants:
+        raise ValueError("measure_latency needs at least one variant")
+    if repeats < 1 or min_run_time <= 0:
+        raise ValueError("repeats must be ≥ 1 and min_run_time > 0")
+    models = {name: deployed(model) for name, model in variants.items()}
+    generator = torch.Generator().manual_seed(seed)
+    images = {b: torch.randn(b, in_channels, *input_size, generator=generator) for b in batch_sizes}
+    inputs = {
+        (name, b): images[b].to(_device(model))
+        for name, model in models.items()
+        for b in batch_sizes
+    }
+    rows = []
+    total = repeats * len(threads) * len(batch_sizes) * len(models)
+    with ExitStack() as stack, tqdm(total=total, desc="latency", disable=not progress) as bar:
+        for model in models.values():
+            stack.enter_context(_eval_mode(model))
+        for repeat in range(repeats):
+            for num_threads in threads:
+                for batch in batch_sizes:
+                    for name, model in models.items():
+                        bar.set_postfix_str(f"{name}, {num_threads} thr, batch {batch}")
+                        timer = Timer(
+                            stmt=_STMT,
+                            globals={"torch": torch, "model": model, "x": inputs[name, batch]},
+                            num_threads=num_threads,
+                            label="latency",
+                            sub_label=name,
+                            description=f"batch {batch}, {num_threads} thr",
+                        )
+                        m = timer.blocked_autorange(min_run_time=min_run_time)
+                        rows.append(
+                            {
+                                "variant": name,
+                                "threads": num_threads,
+                                "batch": batch,
+                                "repeat": repeat,
+                                "median_ms": m.median * 1e3,
+                                "iqr_ms": m.iqr * 1e3,
+                                "mean_ms": m.mean * 1e3,
+                                "n_blocks": len(m.times),
+                                "n_runs": len(m.times) * m.number_per_run,
+                                "times_ms": [t * 1e3 for t in m.times],
+                            }
+                        )
+                        bar.update()
+    return pd.DataFrame(rows)
+
+
+def latency_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, threads, batch) of a :func:`measure_latency` table (PAPER_NOTES §8.4):
+
+    - ``median_ms``: the median over repeats of each repeat's median (one disturbed repeat
+      cannot move it);
+    - ``iqr_ms``: the IQR (75th − 25th percentile) of all raw block times of all repeats pooled,
+      so it holds both the within-repeat noise and the drift between repeats;
+    - ``repeat_range_ms``: max − min of the repeats' medians (the drift alone);
+    - ``n_repeats``, ``n_blocks`` (raw samples behind ``iqr_ms``; with very few, e.g. a slow
+      model at a small ``min_run_time``, the IQR is coarse) and ``n_runs`` (timed calls).
+    """
+
+    def pooled_iqr(times: pd.Series) -> float:
+        pooled = pd.Series([t for block in times for t in block], dtype=float)
+        return float(pooled.quantile(0.75) - pooled.quantile(0.25))
+
+    grouped = df.groupby(["variant", "threads", "batch"], sort=False)
+    summary = grouped.agg(
+        median_ms=("median_ms", "median"),
+        iqr_ms=("times_ms", pooled_iqr),
+        repeat_range_ms=("median_ms", lambda s: s.max() - s.min()),
+        n_repeats=("repeat", "nunique"),
+        n_blocks=("n_blocks", "sum"),
+        n_runs=("n_runs", "sum"),
+    )
+    return summary.reset_index()
+
+
+# ------------------------------------------------------------------------------------------- table
+
+
+def efficiency_table(
+    variants: Mapping[str, SceneNet],
+    input_size: tuple[int, int],
+    directory: Path,
+    memory_batch: int = 1,
+    onnx: bool = True,
+    progress: bool = True,
+    in_channels: int = 3,
+) -> pd.DataFrame:
+    """One row per variant: what it costs on an edge device (PAPER_NOTES §8.6), units in the
+    column names. Latency is measured separately (:func:`measure_latency`) and joined with
+    :func:`merge_latency`, so the caller controls its budget.
+
+    Columns: ``variant``; ``params total`` / ``params nonzero`` (all parameters incl. biases and
+    BN, :func:`parameter_summary`); ``sparsity (prunable, %)`` (zero fraction of conv/linear
+    weights); ``GFLOP (2/MAC)`` (shape-based: what dense kernels run, batch 1);
+    ``sparse GFLOP (theory)`` (zeros skipped; not realised by dense kernels);
+    ``state_dict MB`` (masks folded), ``state_dict with masks MB`` (as given, with the prune
+    re-parametrisation; NaN without masks), ``gzip MB``, ``sparse fp32 MB``, ``sparse fp16 MB``,
+    ``ONNX MB`` (:func:`file_sizes`, 1 MB = 10⁶ bytes; files under ``directory/<variant>``);
+    ``peak memory MB (batch N)`` (:func:`peak_inference_memory`, ``"tensors"`` method, at
+    ``memory_batch``). GFLOP, parameters and memory are of the deployed model (masks folded).
+
+    ONNX keeps dense initialisers, so its size depends on the architecture only: it is exported
+    once per distinct ``model.config()`` (each export takes seconds) and that size is reused for
+    the other variants of the same architecture. ``onnx=False`` skips it (NaN column), as does a
+    missing onnx / onnxscript.
+    """
+    rows = []
+    shape = (1, in_channels, *input_size)
+    onnx_by_architecture: dict[str, int | None] = {}
+    for name, model in tqdm(variants.items(), desc="efficiency", disable=not progress):
+        architecture = json.dumps(model.config(), sort_keys=True, default=str)
+        export = onnx and architecture not in onnx_by_architecture
+        sizes = file_sizes(model, Path(directory) / _slug(name), input_size if export else None)
+        if export:
+            onnx_by_architecture[architecture] = sizes["onnx"]
+        onnx_bytes = onnx_by_architecture.get(architecture)
+        model = deployed(model)
+        params = parameter_summary(model)
+        x = torch.randn(memory_batch, in_channels, *input_size, device=_device(model))
+        rows.append(
+            {
+                "variant": name,
+                "params total": params["total"],
+                "params nonzero": params["nonzero"],
+                "sparsity (prunable, %)": 100
+                * (1 - params["prunable_nonzero"] / max(params["prunable_total"], 1)),
+                "GFLOP (2/MAC)": total_flops(model, shape) / 1e9,
+                "sparse GFLOP (theory)": sparse_flops(model, shape) / 1e9,
+                "state_dict MB": sizes["state_dict"] / MB,
+                "state_dict with masks MB": _mb(sizes["state_dict_reparam"]),
+                "gzip MB": sizes["state_dict_gzip"] / MB,
+                "sparse fp32 MB": sizes["sparse_fp32"] / MB,
+                "sparse fp16 MB": sizes["sparse_fp16"] / MB,
+                "ONNX MB": _mb(onnx_bytes),
+                f"peak memory MB (batch {memory_batch})": peak_inference_memory(model, x) / MB,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mb(nbytes: int | None) -> float:
+    return float("nan") if nbytes is None else nbytes / MB
+
+
+def merge_latency(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (:func:`efficiency_table`) with the :func:`latency_summary` joined on
+    ``variant``: per (batch, threads) a ``latency ms (batch B, T thr)`` column (median over
+    repeats of the medians) and an ``IQR ms (batch B, T thr)`` column (pooled IQR), as defined
+    in :func:`latency_summary`."""
+    wide = summary.pivot_table(
+        index="variant", columns=["batch", "threads"], values=["median_ms", "iqr_ms"]
+    )
+    columns = {}
+    for batch, num_threads in sorted({(b, t) for _, b, t in wide.columns}):
+        setting = f"(batch {batch}, {num_threads} thr)"
+        columns[f"latency ms {setting}"] = wide["median_ms", batch, num_threads]
+        columns[f"IQR ms {setting}"] = wide["iqr_ms", batch, num_threads]
+    return table.merge(pd.DataFrame(columns).reset_index(), on="variant", how="left")
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "variant"
