@@ -144,7 +144,10 @@ def sparse_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     **Not realised by dense kernels** (PAPER_NOTES §8.1, §8.3): a masked model runs the dense
     count; only a sparse kernel could approach this one.
     """
-    counts = flop_counts(model, input_shape)
+    return _sparse_from_counts(model, flop_counts(model, input_shape))
+
+
+def _sparse_from_counts(model: nn.Module, counts: Mapping[str, int]) -> int:
     modules = dict(model.named_modules())
     flops = 0
     for name, count in counts.items():
@@ -190,7 +193,10 @@ def _onnx_available() -> bool:
 
 
 def file_sizes(
-    model: SceneNet, directory: Path, input_size: tuple[int, int] | None = None
+    model: SceneNet,
+    directory: Path,
+    input_size: tuple[int, int] | None = None,
+    gzip_level: int = 9,
 ) -> dict[str, int | None]:
     """Bytes on disk of ``model`` in each storage format (PAPER_NOTES §8.1, §8.5).
 
@@ -198,7 +204,8 @@ def file_sizes(
     zeros are plain zeros and ``model`` is untouched). Keys:
 
     - ``state_dict``: ``torch.save(state_dict)``, dense (BN buffers included);
-    - ``state_dict_gzip``: that file gzip-compressed at level 9;
+    - ``state_dict_gzip``: that file gzip-compressed at ``gzip_level`` (9, the smallest, by
+      default; on a 90 %-zero file level 9 takes ~15× longer than 6 for ~9 % fewer bytes);
     - ``state_dict_reparam``: ``torch.save`` of the model *as given*, with the prune
       re-parametrisation (``weight_orig`` + ``weight_mask``, ≈ 2× the dense file); ``None``
       when no mask is installed;
@@ -220,7 +227,7 @@ def file_sizes(
     torch.save(model_out.state_dict(), raw)
     sizes["state_dict"] = raw.stat().st_size
     packed = directory / "state_dict.pt.gz"
-    with gzip.GzipFile(packed, "wb", compresslevel=9, mtime=0) as fh:
+    with gzip.GzipFile(packed, "wb", compresslevel=gzip_level, mtime=0) as fh:
         fh.write(raw.read_bytes())
     sizes["state_dict_gzip"] = packed.stat().st_size
     sizes["state_dict_reparam"] = None
@@ -480,6 +487,7 @@ def efficiency_table(
     directory: Path,
     memory_batch: int = 1,
     onnx: bool = True,
+    gzip_level: int = 9,
     progress: bool = True,
     in_channels: int = 3,
 ) -> pd.DataFrame:
@@ -492,8 +500,9 @@ def efficiency_table(
     weights); ``GFLOP (2/MAC)`` (shape-based: what dense kernels run, batch 1);
     ``sparse GFLOP (theory)`` (zeros skipped; not realised by dense kernels);
     ``state_dict MB`` (masks folded), ``state_dict with masks MB`` (as given, with the prune
-    re-parametrisation; NaN without masks), ``gzip MB``, ``sparse fp32 MB``, ``sparse fp16 MB``,
-    ``ONNX MB`` (:func:`file_sizes`, 1 MB = 10⁶ bytes; files under ``directory/<variant>``);
+    re-parametrisation; NaN without masks), ``gzip-L MB`` (level ``gzip_level``),
+    ``sparse fp32 MB``, ``sparse fp16 MB``, ``ONNX MB`` (:func:`file_sizes`, 1 MB = 10⁶ bytes;
+    files under ``directory/<variant>``);
     ``peak memory MB (batch N)`` (:func:`peak_inference_memory`, ``"tensors"`` method, at
     ``memory_batch``). GFLOP, parameters and memory are of the deployed model (masks folded).
 
@@ -508,12 +517,14 @@ def efficiency_table(
     for name, model in tqdm(variants.items(), desc="efficiency", disable=not progress):
         architecture = json.dumps(model.config(), sort_keys=True, default=str)
         export = onnx and architecture not in onnx_by_architecture
-        sizes = file_sizes(model, Path(directory) / _slug(name), input_size if export else None)
+        folder = Path(directory) / _slug(name)
+        sizes = file_sizes(model, folder, input_size if export else None, gzip_level)
         if export:
             onnx_by_architecture[architecture] = sizes["onnx"]
         onnx_bytes = onnx_by_architecture.get(architecture)
         model = deployed(model)
         params = parameter_summary(model)
+        counts = flop_counts(model, shape)
         x = torch.randn(memory_batch, in_channels, *input_size, device=_device(model))
         rows.append(
             {
@@ -522,11 +533,11 @@ def efficiency_table(
                 "params nonzero": params["nonzero"],
                 "sparsity (prunable, %)": 100
                 * (1 - params["prunable_nonzero"] / max(params["prunable_total"], 1)),
-                "GFLOP (2/MAC)": total_flops(model, shape) / 1e9,
-                "sparse GFLOP (theory)": sparse_flops(model, shape) / 1e9,
+                "GFLOP (2/MAC)": sum(counts.values()) / 1e9,
+                "sparse GFLOP (theory)": _sparse_from_counts(model, counts) / 1e9,
                 "state_dict MB": sizes["state_dict"] / MB,
                 "state_dict with masks MB": _mb(sizes["state_dict_reparam"]),
-                "gzip MB": sizes["state_dict_gzip"] / MB,
+                f"gzip-{gzip_level} MB": sizes["state_dict_gzip"] / MB,
                 "sparse fp32 MB": sizes["sparse_fp32"] / MB,
                 "sparse fp16 MB": sizes["sparse_fp16"] / MB,
                 "ONNX MB": _mb(onnx_bytes),

@@ -16,7 +16,7 @@ def test_every_notebook_declares_typed_parameters_and_opens_with_prose() -> None
     notebooks = list_notebooks()
     numbers = [p.name[:2] for p in notebooks]
     assert numbers == sorted(set(numbers)) and set(numbers) <= {f"{i:02d}" for i in range(10)}
-    assert numbers[:8] == [f"{i:02d}" for i in range(8)]  # 08_edge is the edge issue's
+    assert numbers[:9] == [f"{i:02d}" for i in range(9)]
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         assert nb.cells[0].cell_type == "markdown" and "Runtime" in nb.cells[0].source, path.name
@@ -45,11 +45,20 @@ def test_smoke_reproduce_runs_every_notebook(
     assert list((out / "figures").glob("*.png")) and list((out / "tables").glob("*.md"))
     tables = {p.name for p in (out / "tables").iterdir()}
     figures = {p.name for p in (out / "figures").iterdir()}
-    for name in ("runs.csv", "claims.md", "07_dense_synth-nyuv2.md", "07_watershed.md"):
+    for name in (
+        "runs.csv",
+        "claims.md",
+        "07_dense_synth-nyuv2.md",
+        "07_watershed.md",
+        "08_edge.md",
+        "08_export.md",
+        "08_checks.md",
+        "08_structured_runs.csv",
+    ):
         assert name in tables, name
     for prefix in ("07_main_", "07_delta_mtl_", "07_selections_", "07_claims", "09_ablations"):
         assert any(t.startswith(prefix) and t.endswith(".md") for t in tables), prefix
     for prefix in ("07_against_sparsity_", "07_watershed", "07_density_cut_vs_disparse"):
         assert any(f.startswith(prefix) and f.endswith(".png") for f in figures), prefix
-    for name in ("07_overview_from_run", "09_ablations", "09_fusion_rules"):
+    for name in ("07_overview_from_run", "08_accuracy_vs_cost", "09_ablations", "09_fusion_rules"):
         assert {f"{name}.png", f"{name}.pdf"} <= figures, name

@@ -120,6 +120,9 @@ def test_channel_scores_average_the_weights_a_channel_removes() -> None:
     }
     # channel 0: producer filter (1 + 3) + consumer slice 4, over 3 weights; channel 1: (0+2+6)/3
     assert torch.allclose(channel_scores([group], scores)["p"], torch.tensor([8 / 3, 8 / 3]))
+    # divided by a given per-channel cost (e.g. FLOPs) instead of the weight count
+    cost = {"p": 4.0}
+    assert torch.allclose(channel_scores([group], scores, cost)["p"], torch.tensor([2.0, 2.0]))
     # a task whose scores do not cover the consumer is judged by the producer alone
     assert torch.allclose(
         channel_scores([group], {"p.weight": scores["p.weight"]})["p"], torch.tensor([2.0, 1.0])
@@ -134,6 +137,18 @@ def test_flop_accounting_matches_the_flop_counter_after_removal(tiny_net: SceneN
     predicted = accounting.kept(keep)
     remove_channels(tiny_net, keep)
     assert predicted == pytest.approx(sum(flop_counts(tiny_net, INPUT).values()), rel=1e-9)
+
+
+def test_per_channel_flops_add_up_to_the_model_flops(tiny_net: SceneNet) -> None:
+    """Removing one channel of a group saves exactly its per-channel FLOPs (conv FLOPs are
+    bilinear in input and output channels; a group is never both input and output of a conv)."""
+    accounting = ConvFlops(tiny_net, INPUT)
+    per_channel = accounting.per_channel()
+    for group in channel_groups(tiny_net)[:6]:
+        keep = torch.ones(group.size, dtype=torch.bool)
+        keep[0] = False
+        saved = accounting.total - accounting.kept({group.name: keep})
+        assert saved == pytest.approx(per_channel[group.name], rel=1e-9)
 
 
 def test_channel_masker_votes_on_backbone_groups_and_keeps_one_channel_each() -> None:
@@ -151,6 +166,8 @@ def test_channel_masker_votes_on_backbone_groups_and_keeps_one_channel_each() ->
 def test_structured_options_reject_the_weight_keep_ratio_table() -> None:
     with pytest.raises(ValueError, match="no keep-ratio table"):
         StructuredCutOptions(keep_ratio="table")
+    with pytest.raises(ValueError, match="channel_cost"):
+        StructuredCutOptions(channel_cost="latency")
     with pytest.raises(ValueError, match="unknown option"):
         StructuredCutOptions.from_pairs({"sparsity": 0.5})
 

@@ -100,15 +100,18 @@ def _group(
 
 
 def channel_scores(
-    groups: list[ChannelGroup], weight_scores: Mapping[str, Tensor]
+    groups: list[ChannelGroup],
+    weight_scores: Mapping[str, Tensor],
+    cost: Mapping[str, float] | None = None,
 ) -> dict[str, Tensor]:
-    """Per group, the importance of each channel: the mean score of the weights removed with it
-    (its producers' output filters and its consumers' input slices), over the weights that
-    ``weight_scores`` (parameter name → per-weight score) covers.
+    """Per group, the importance of each channel: the summed score of the weights removed with
+    it (its producers' output filters and its consumers' input slices), over the weights that
+    ``weight_scores`` (parameter name → per-weight score) covers, divided by the channel's cost.
 
-    A task's scores cover its sub-model (backbone and its own head), so a channel of the last
-    backbone stage is judged by the task's own head only. Groups none of whose weights are scored
-    are left out. The mean, not the sum, makes channels of thin and wide layers comparable.
+    ``cost`` (group name → cost of one channel, e.g. its FLOPs) defaults to the number of scored
+    weights per channel, which makes the score a mean per weight. A task's scores cover its
+    sub-model (backbone and its own head), so a channel of the last backbone stage is judged by
+    the task's own head only. Groups none of whose weights are scored are left out.
 
     Example:
         >>> g = ChannelGroup("a", "backbone", ("a",), (), ("b",), 2)
@@ -131,7 +134,7 @@ def channel_scores(
                 total += weights.reshape(group.size, -1).sum(1)
                 count += weights[0].numel()
         if count:
-            scores[group.name] = total / count
+            scores[group.name] = total / (count if cost is None else cost[group.name])
     return scores
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -38,19 +39,33 @@ from cutlib.models.channels import BACKBONE, channel_groups, channel_scores, rem
 from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut
 from cutlib.pruning.fusion import FusionRule
 from cutlib.pruning.masks import Masks
-from cutlib.pruning.options import options_from_pairs
+from cutlib.pruning.options import check_choice, options_from_pairs
 
 #: The single voter of a ranking that ignores the tasks (``channel_magnitude``).
 ALL_TASKS = "all"
 
 
+#: What a channel's summed weight score is divided by before ranking (:func:`channel_scores`).
+ChannelCost = Literal["weights", "flops", "none"]
+CHANNEL_COSTS: tuple[str, ...] = get_args(ChannelCost)
+
+
 @dataclass(frozen=True)
 class StructuredCutOptions(CutOptions):
     """CUT's options (:class:`~cutlib.pruning.cut.CutOptions`) for channels; κ is the fraction of
-    channels each task keeps, so the authors' weight keep-ratio table does not apply."""
+    channels each task keeps, so the authors' weight keep-ratio table does not apply.
+
+    Args:
+        channel_cost: a channel's score is the summed score of its weights divided by its number
+            of weights (``weights``: a mean per weight), by its FLOPs (``flops``: importance per
+            unit of compute, the knapsack ratio for a FLOP budget) or by nothing (``none``).
+    """
+
+    channel_cost: ChannelCost = "weights"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("channel_cost", self.channel_cost, CHANNEL_COSTS)
         if self.keep_ratio == "table":
             raise ValueError("structured CUT has no keep-ratio table: use calibrate or a number")
 
@@ -81,6 +96,17 @@ class ConvFlops:
             for module, flops in flop_counts(model, input_shape).items()
         ]
         self.total = sum(flops for flops, _, _ in self.terms)
+        self.sizes = {g.name: g.size for g in groups}
+
+    def per_channel(self) -> dict[str, float]:
+        """FLOPs that one channel of each group costs: its share of every conv that produces or
+        reads it."""
+        cost: dict[str, float] = {name: 0.0 for name in self.sizes}
+        for flops, out_group, in_group in self.terms:
+            for group in (out_group, in_group):
+                if group is not None:
+                    cost[group] += flops / self.sizes[group]
+        return cost
 
     def kept(self, keep: Masks) -> float:
         """FLOPs of the model slimmed to the channel masks ``keep`` (group → bool mask)."""
@@ -126,16 +152,21 @@ def slim_and_finetune(
     ctx: RunContext,
     model: SceneNet,
     scores: Mapping[str, Mapping[str, Tensor]],
-    options: CutOptions,
+    options: StructuredCutOptions,
 ) -> MethodResult:
     """Calibrate κ to the run's fraction of removed FLOPs, remove the channels of ``model`` (the
     compact model) and fine-tune it; ``scores`` are the voters' weight scores."""
     start = time.perf_counter()
     groups = channel_groups(model)
-    channel = {voter: channel_scores(groups, per) for voter, per in scores.items()}
-    shared = {g.name for g in groups if g.owner == BACKBONE}
     resolution = ctx.profile["data"]["resolution"]
     flops = ConvFlops(model, (1, 3, *resolution))
+    cost = {
+        "weights": None,
+        "flops": flops.per_channel(),
+        "none": {g.name: 1.0 for g in groups},
+    }[options.channel_cost]
+    channel = {voter: channel_scores(groups, per, cost) for voter, per in scores.items()}
+    shared = {g.name for g in groups if g.owner == BACKBONE}
     masker = ChannelMasker(channel, shared, options.fusion, options.min_votes)
     plan = plan_cut(masker, ctx.config.sparsity, options, measure=flops.removed_fraction)
     remove_channels(model, plan.masks)
@@ -177,4 +208,4 @@ def channel_magnitude(ctx: RunContext) -> MethodResult:
     weights, one ranking for all tasks, removed to the requested fraction of FLOPs, fine-tuned."""
     model = ctx.pretrained_compact()
     scores = {ALL_TASKS: ctx.joint_scores(model, "magnitude")}
-    return slim_and_finetune(ctx, model, scores, CutOptions())
+    return slim_and_finetune(ctx, model, scores, StructuredCutOptions())
