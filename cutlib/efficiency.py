@@ -47,7 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from cutlib.models import SceneNet
-from cutlib.pruning.masks import PRUNABLE_TYPES, copy_model, fold_masks, is_masked, parameter_counts
+from cutlib.pruning.masks import PRUNABLE_TYPES, deployed, is_masked, parameter_counts
 
 #: Bytes per MB in every table here (decimal, as in PAPER_NOTES §8.5: 90.65 M fp32 = 362.6 MB).
 MB = 1e6
@@ -68,18 +68,6 @@ def _effective_weight(module: nn.Module) -> Tensor:
     if is_masked(module):
         return module.weight_orig.detach() * module.weight_mask
     return module.weight.detach()
-
-
-def deployed(model: nn.Module) -> nn.Module:
-    """The model as it would ship: ``model`` itself when no pruning mask is installed, else a copy
-    with the masks folded into plain weights (PAPER_NOTES §8.1). ``model`` is never changed.
-
-    The prune re-parametrisation recomputes ``weight_orig * weight_mask`` before every forward
-    pass, which costs time and memory a deployed model does not pay.
-    """
-    if not any(is_masked(m) for m in model.modules()):
-        return model
-    return fold_masks(copy_model(model))
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from cutlib.checkpoint import load_model
 from cutlib.io import _atomic_write, save_torch
 from cutlib.models import SceneNet
-from cutlib.pruning.masks import copy_model, fold_masks, is_masked, prunable_weights
+from cutlib.pruning.masks import copy_model, deployed, fold_masks, prunable_weights
 
 #: The ``format`` field of a sparse export, and the version this cutlib writes and reads.
 SPARSE_FORMAT = "cutlib-sparse"
@@ -85,9 +85,7 @@ def _deployable(model: SceneNet) -> SceneNet:
 
 def _state_without_masks(model: SceneNet) -> dict[str, Tensor]:
     """``model``'s state dict with masks folded, as CPU tensors; the caller's model is untouched."""
-    if any(is_masked(m) for m in model.modules()):
-        model = _deployable(model)
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu() for k, v in deployed(model).state_dict().items()}
 
 
 def _check_values(values: str) -> torch.dtype:

@@ -127,6 +127,18 @@ def fold_masks(model: nn.Module) -> nn.Module:
     return model
 
 
+def deployed(model: nn.Module) -> nn.Module:
+    """The model as it would ship: ``model`` itself when no pruning mask is installed, else a copy
+    with the masks folded into plain weights (PAPER_NOTES §8.1). ``model`` is never changed.
+
+    The prune re-parametrisation recomputes ``weight_orig * weight_mask`` before every forward
+    pass, which costs time and memory a deployed model does not pay.
+    """
+    if not any(is_masked(m) for m in model.modules()):
+        return model
+    return fold_masks(copy_model(model))
+
+
 @torch.no_grad()
 def masks_of(model: SceneNet) -> Masks:
     """The keep-masks of ``model``'s prunable weights: its installed masks, else ``weight != 0``."""
