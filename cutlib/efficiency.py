@@ -16,7 +16,8 @@ Every number here says what it counts (PAPER_NOTES §8.1–§8.6):
   one forward pass, parameters and input excluded.
 - **Latency** (:func:`measure_latency`, :func:`latency_summary`): ``torch.utils.benchmark`` with
   fixed threads, eval + inference mode, variants interleaved, raw samples kept; medians and IQRs,
-  never means (PAPER_NOTES §8.4).
+  never means (PAPER_NOTES §8.4); in PyTorch eager and, optionally, as the ONNX export under
+  ONNX Runtime, the runtime a CPU edge device would use.
 
 Example:
     >>> from cutlib.tasks import TaskSpec
@@ -28,15 +29,18 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import os
 import platform
+import tempfile
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from itertools import product
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pandas as pd
 import torch
@@ -357,8 +361,55 @@ def environment(device: torch.device | str | None = None) -> dict[str, Any]:
     }
 
 
-#: Timed statement: inference mode is entered inside it, so it holds for every timed call.
-_STMT = "with torch.inference_mode():\n    model(x)"
+#: What runs a timed forward pass: PyTorch eager in its default contiguous (NCHW) layout, PyTorch
+#: eager with the model and input in channels-last (NHWC) layout, or the ONNX export under ONNX
+#: Runtime on the CPU.
+Runtime = Literal["torch", "torch_channels_last", "onnxruntime"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+#: How each runtime is named in :func:`merge_latency`'s columns.
+RUNTIME_LABELS = {"torch": "PyTorch", "torch_channels_last": "PyTorch NHWC", "onnxruntime": "ORT"}
+
+#: Timed statements: inference mode is entered inside PyTorch's, so it holds for every timed call.
+_TORCH_STMT = "with torch.inference_mode():\n    model(x)"
+_ORT_STMT = "model.run(None, x)"
+
+
+class _Deployments:
+    """Each variant ready for each runtime, made on first use: the deployed model itself
+    (``torch``), a channels-last copy (``torch_channels_last``), or an ONNX Runtime session per
+    thread count over the variant's ONNX export in a temporary folder (``onnxruntime``)."""
+
+    def __init__(self, models: Mapping[str, nn.Module], input_size: tuple[int, int]) -> None:
+        self.models = models
+        self.input_size = input_size
+        self.folder = tempfile.TemporaryDirectory(prefix="cutlib-latency-")
+        self.cache: dict[tuple[str, str, int], Any] = {}
+
+    def __call__(self, name: str, runtime: str, threads: int, x: Tensor) -> tuple[str, dict]:
+        """The Timer's statement and globals for variant ``name`` under ``runtime`` on input
+        ``x`` (NCHW)."""
+        model = self.models[name]
+        if runtime == "torch":
+            return _TORCH_STMT, {"model": model, "x": x}
+        key = (name, runtime, threads if runtime == "onnxruntime" else 0)
+        if key not in self.cache:
+            self.cache[key] = self._prepare(name, model, runtime, threads)
+        if runtime == "torch_channels_last":
+            nhwc = x.to(memory_format=torch.channels_last)
+            return _TORCH_STMT, {"model": self.cache[key], "x": nhwc}
+        return _ORT_STMT, {"model": self.cache[key], "x": {"image": x.cpu().numpy()}}
+
+    def _prepare(self, name: str, model: nn.Module, runtime: str, threads: int) -> Any:
+        if runtime == "torch_channels_last":
+            return copy.deepcopy(model).to(memory_format=torch.channels_last)
+        from cutlib.export import export_onnx, onnx_session
+
+        if not isinstance(model, SceneNet):
+            raise TypeError(f"onnxruntime latency needs SceneNet variants; {name!r} is not")
+        path = Path(self.folder.name) / f"{_slug(name)}.onnx"
+        if not path.exists():
+            export_onnx(model, path, self.input_size)
+        return onnx_session(path, threads)
 
 
 def measure_latency(
@@ -371,21 +422,39 @@ def measure_latency(
     progress: bool = True,
     in_channels: int = 3,
     seed: int = 0,
+    runtimes: Sequence[Runtime] = ("torch",),
 ) -> pd.DataFrame:
     """Forward-pass latency of every variant with ``torch.utils.benchmark`` (PAPER_NOTES §8.4).
 
     Protocol: each variant is deployed (:func:`deployed`: masks folded on a copy), put in eval
-    mode and timed with ``Timer(stmt="with torch.inference_mode(): model(x)", num_threads=T)`` and
-    ``blocked_autorange(min_run_time)`` (which also warms up) on one fixed random input per batch
-    size (seeded, on the model's device; CUDA is synchronised by the Timer). Measurements are
-    interleaved in one process: for each repeat, for each thread count, for each batch size, every
-    variant in turn.
+    mode and timed with ``Timer(stmt, num_threads=T)`` and ``blocked_autorange(min_run_time)``
+    (which also warms up) on one fixed random input per batch size (seeded). ``runtimes`` says
+    what runs the forward pass:
+
+    - ``"torch"``: PyTorch eager, ``with torch.inference_mode(): model(x)`` on the model's
+      device (CUDA is synchronised by the Timer), in PyTorch's default contiguous (NCHW) layout;
+    - ``"torch_channels_last"``: the same with the model and input converted to channels-last
+      (NHWC), the layout PyTorch recommends for CPU inference with oneDNN convolutions: it
+      avoids a layout reorder around every convolution, which weighs most on small models;
+    - ``"onnxruntime"``: the variant's ONNX export (:func:`cutlib.export.export_onnx`, SceneNet
+      variants only) under an ONNX Runtime CPU session with ``T`` intra-op threads
+      (:func:`cutlib.export.onnx_session`), ``session.run(None, {"image": x})``: what a CPU
+      edge deployment runs. ONNX Runtime folds BN into the convolutions, fuses the ReLUs and
+      has far less per-operator overhead than eager PyTorch, so a small model's time follows
+      its FLOPs more closely.
+
+    Measurements are interleaved in one process: for each repeat, for each thread count, for each
+    batch size, for each runtime, every variant in turn.
 
     Returns:
-        One row per (variant, threads, batch, repeat) with ``median_ms``, ``iqr_ms``, ``mean_ms``
-        (over the Timer's blocks, each the mean time of ``number_per_run`` calls), ``n_blocks``,
-        ``n_runs`` (timed calls) and ``times_ms`` (the raw per-call block times, a list). No
-        speed-up is implied: masked zeros run the same dense kernels (PAPER_NOTES §8.1).
+        One row per (variant, runtime, threads, batch, repeat) with ``median_ms``, ``iqr_ms``,
+        ``mean_ms`` (over the Timer's blocks, each the mean time of ``number_per_run`` calls),
+        ``n_blocks``, ``n_runs`` (timed calls) and ``times_ms`` (the raw per-call block times, a
+        list). No speed-up is implied: masked zeros run the same dense kernels (PAPER_NOTES §8.1).
+
+    Raises:
+        ValueError: no variant, an unknown runtime, ``repeats < 1`` or ``min_run_time ≤ 0``.
+        ImportError: ``"onnxruntime"`` without onnx, onnxscript or onnxruntime installed.
     """
     from torch.utils.benchmark import Timer
 
@@ -393,6 +462,9 @@ def measure_latency(
         raise ValueError("measure_latency needs at least one variant")
     if repeats < 1 or min_run_time <= 0:
         raise ValueError("repeats must be ≥ 1 and min_run_time > 0")
+    for runtime in runtimes:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     models = {name: deployed(model) for name, model in variants.items()}
     generator = torch.Generator().manual_seed(seed)
     images = {b: torch.randn(b, in_channels, *input_size, generator=generator) for b in batch_sizes}
@@ -401,45 +473,48 @@ def measure_latency(
         for name, model in models.items()
         for b in batch_sizes
     }
+    deployments = _Deployments(models, input_size)
     rows = []
-    total = repeats * len(threads) * len(batch_sizes) * len(models)
+    total = repeats * len(threads) * len(batch_sizes) * len(runtimes) * len(models)
     with ExitStack() as stack, tqdm(total=total, desc="latency", disable=not progress) as bar:
         for model in models.values():
             stack.enter_context(_eval_mode(model))
-        for repeat in range(repeats):
-            for num_threads in threads:
-                for batch in batch_sizes:
-                    for name, model in models.items():
-                        bar.set_postfix_str(f"{name}, {num_threads} thr, batch {batch}")
-                        timer = Timer(
-                            stmt=_STMT,
-                            globals={"torch": torch, "model": model, "x": inputs[name, batch]},
-                            num_threads=num_threads,
-                            label="latency",
-                            sub_label=name,
-                            description=f"batch {batch}, {num_threads} thr",
-                        )
-                        m = timer.blocked_autorange(min_run_time=min_run_time)
-                        rows.append(
-                            {
-                                "variant": name,
-                                "threads": num_threads,
-                                "batch": batch,
-                                "repeat": repeat,
-                                "median_ms": m.median * 1e3,
-                                "iqr_ms": m.iqr * 1e3,
-                                "mean_ms": m.mean * 1e3,
-                                "n_blocks": len(m.times),
-                                "n_runs": len(m.times) * m.number_per_run,
-                                "times_ms": [t * 1e3 for t in m.times],
-                            }
-                        )
-                        bar.update()
+        stack.callback(deployments.folder.cleanup)
+        order = product(range(repeats), threads, batch_sizes, runtimes, models)
+        for repeat, num_threads, batch, runtime, name in order:
+            bar.set_postfix_str(f"{name}, {runtime}, {num_threads} thr, batch {batch}")
+            stmt, timed = deployments(name, runtime, num_threads, inputs[name, batch])
+            timer = Timer(
+                stmt=stmt,
+                globals={"torch": torch, **timed},
+                num_threads=num_threads,
+                label="latency",
+                sub_label=f"{name} ({runtime})",
+                description=f"batch {batch}, {num_threads} thr",
+            )
+            m = timer.blocked_autorange(min_run_time=min_run_time)
+            rows.append(
+                {
+                    "variant": name,
+                    "runtime": runtime,
+                    "threads": num_threads,
+                    "batch": batch,
+                    "repeat": repeat,
+                    "median_ms": m.median * 1e3,
+                    "iqr_ms": m.iqr * 1e3,
+                    "mean_ms": m.mean * 1e3,
+                    "n_blocks": len(m.times),
+                    "n_runs": len(m.times) * m.number_per_run,
+                    "times_ms": [t * 1e3 for t in m.times],
+                }
+            )
+            bar.update()
     return pd.DataFrame(rows)
 
 
 def latency_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (variant, threads, batch) of a :func:`measure_latency` table (PAPER_NOTES §8.4):
+    """Per (variant, runtime, threads, batch) of a :func:`measure_latency` table
+    (PAPER_NOTES §8.4):
 
     - ``median_ms``: the median over repeats of each repeat's median (one disturbed repeat
       cannot move it);
@@ -454,7 +529,7 @@ def latency_summary(df: pd.DataFrame) -> pd.DataFrame:
         pooled = pd.Series([t for block in times for t in block], dtype=float)
         return float(pooled.quantile(0.75) - pooled.quantile(0.25))
 
-    grouped = df.groupby(["variant", "threads", "batch"], sort=False)
+    grouped = df.groupby(["variant", "runtime", "threads", "batch"], sort=False)
     summary = grouped.agg(
         median_ms=("median_ms", "median"),
         iqr_ms=("times_ms", pooled_iqr),
@@ -539,19 +614,26 @@ def _mb(nbytes: int | None) -> float:
     return float("nan") if nbytes is None else nbytes / MB
 
 
+def latency_column(runtime: Runtime, batch: int, threads: int, kind: str = "latency") -> str:
+    """Name of a :func:`merge_latency` column: ``"<runtime> <kind> ms (batch B, T thr)"``, e.g.
+    ``"ORT latency ms (batch 1, 1 thr)"``; ``kind`` is ``latency`` (median) or ``IQR``."""
+    return f"{RUNTIME_LABELS[runtime]} {kind} ms (batch {batch}, {threads} thr)"
+
+
 def merge_latency(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """``table`` (:func:`efficiency_table`) with the :func:`latency_summary` joined on
-    ``variant``: per (batch, threads) a ``latency ms (batch B, T thr)`` column (median over
-    repeats of the medians) and an ``IQR ms (batch B, T thr)`` column (pooled IQR), as defined
-    in :func:`latency_summary`."""
+    ``variant``: per (runtime, batch, threads) a latency column (median over repeats of the
+    medians) and an IQR column (pooled IQR), named by :func:`latency_column`."""
     wide = summary.pivot_table(
-        index="variant", columns=["batch", "threads"], values=["median_ms", "iqr_ms"]
+        index="variant", columns=["runtime", "batch", "threads"], values=["median_ms", "iqr_ms"]
     )
     columns = {}
-    for batch, num_threads in sorted({(b, t) for _, b, t in wide.columns}):
-        setting = f"(batch {batch}, {num_threads} thr)"
-        columns[f"latency ms {setting}"] = wide["median_ms", batch, num_threads]
-        columns[f"IQR ms {setting}"] = wide["iqr_ms", batch, num_threads]
+    for runtime, batch, num_threads in sorted(
+        {key[1:] for key in wide.columns}, key=lambda k: (RUNTIMES.index(k[0]), k[1], k[2])
+    ):
+        key = (runtime, batch, num_threads)
+        columns[latency_column(*key)] = wide[("median_ms", *key)]
+        columns[latency_column(*key, kind="IQR")] = wide[("iqr_ms", *key)]
     return table.merge(pd.DataFrame(columns).reset_index(), on="variant", how="left")
 
 

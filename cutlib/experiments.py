@@ -109,9 +109,12 @@ class RunConfig:
 
 
 def full_config(config: RunConfig) -> dict[str, Any]:
-    """Everything that determines a run's result; its hash is the run id."""
+    """Everything that determines a run's result; its hash is the run id. The method's options
+    are included as resolved (defaults filled in), so changing a default makes new runs."""
+    options = config.method_options()
     return {
         "run": asdict(config),
+        "method_options": None if options is None else asdict(options),
         "profile": run_settings(load_profile(config.profile, config.dataset)),
         "versions": {"cutlib": cutlib.__version__, "synthetic_data": SYNTHETIC_VERSION},
     }

@@ -3,6 +3,7 @@ No timing assertions: speed-ups are never asserted (§8.4)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from cutlib.efficiency import (
+    RUNTIMES,
     efficiency_table,
     file_sizes,
     flop_counts,
@@ -171,6 +173,7 @@ def test_measure_latency_rows_and_summary() -> None:
     assert len(df) == 2 * 1 * 2 * 2
     assert set(df.columns) >= {
         "variant",
+        "runtime",
         "threads",
         "batch",
         "repeat",
@@ -192,6 +195,7 @@ def test_latency_summary_definitions() -> None:
     df = pd.DataFrame(
         {
             "variant": ["a", "a", "a"],
+            "runtime": ["torch"] * 3,
             "threads": [1, 1, 1],
             "batch": [1, 1, 1],
             "repeat": [0, 1, 2],
@@ -217,5 +221,37 @@ def test_efficiency_table_columns(tiny_net: SceneNet, tmp_path: Path) -> None:
         measure_latency({"dense": tiny_net}, (32, 32), (1,), (1,), 0.01, 1, progress=False)
     )
     merged = merge_latency(table, summary)
-    assert merged.loc[0, "latency ms (batch 1, 1 thr)"] > 0
-    assert "IQR ms (batch 1, 1 thr)" in merged
+    assert merged.loc[0, "PyTorch latency ms (batch 1, 1 thr)"] > 0
+    assert "PyTorch IQR ms (batch 1, 1 thr)" in merged
+
+
+def test_latency_runtimes_are_interleaved(tiny_net: SceneNet) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    variants = {"a": tiny_net, "b": copy.deepcopy(tiny_net).keep_tasks(tiny_net.task_names[:1])}
+    df = measure_latency(
+        variants, (32, 32), (1,), (1, 2), 0.01, 1, progress=False, runtimes=RUNTIMES
+    )
+    assert len(df) == 2 * 3 * 2
+    first = df[df["threads"] == 1]
+    assert list(zip(first["runtime"], first["variant"], strict=True)) == [
+        (runtime, variant) for runtime in RUNTIMES for variant in ("a", "b")
+    ]
+    assert (df["median_ms"] > 0).all()
+    assert next(tiny_net.parameters()).is_contiguous()  # the channels-last run used a copy
+    merged = merge_latency(pd.DataFrame({"variant": ["a", "b"]}), latency_summary(df))
+    assert list(merged.columns[1:5]) == [
+        "PyTorch latency ms (batch 1, 1 thr)",
+        "PyTorch IQR ms (batch 1, 1 thr)",
+        "PyTorch latency ms (batch 1, 2 thr)",
+        "PyTorch IQR ms (batch 1, 2 thr)",
+    ]
+    assert merged["PyTorch NHWC latency ms (batch 1, 1 thr)"].notna().all()
+    assert merged["ORT latency ms (batch 1, 2 thr)"].notna().all()
+
+
+def test_measure_latency_rejects_bad_runtimes(tiny_net: SceneNet) -> None:
+    with pytest.raises(ValueError, match="unknown runtime 'tflite'"):
+        measure_latency({"a": tiny_net}, (8, 8), runtimes=("tflite",), progress=False)
+    with pytest.raises(TypeError, match="needs SceneNet"):
+        measure_latency({"a": nn.Conv2d(3, 2, 1)}, (8, 8), runtimes=("onnxruntime",))

@@ -163,11 +163,40 @@ def test_channel_masker_votes_on_backbone_groups_and_keeps_one_channel_each() ->
     assert [int(m.sum()) for m in tiny.values()] == [1, 1, 1]
 
 
+def test_channel_masker_rounds_every_group_up_with_its_next_best_channels() -> None:
+    generator = torch.Generator().manual_seed(0)
+    scores = {
+        task: {name: torch.rand(size, generator=generator) for name, size in sizes.items()}
+        for task, sizes in {
+            "seg": {"b1": 20, "b2": 6, "hs": 11},
+            "depth": {"b1": 20, "b2": 6, "hd": 9},
+        }.items()
+    }
+    plain = ChannelMasker(scores, {"b1", "b2"}, "vote", 2)
+    rounded = ChannelMasker(scores, {"b1", "b2"}, "vote", 2, round_to=8)
+    previous = None
+    for keep in (0.0, 0.1, 0.3, 0.5, 0.8, 1.0):
+        before, after = plain(keep), rounded(keep)
+        for name, mask in after.items():
+            kept, size = int(mask.sum()), mask.numel()
+            assert kept % 8 == 0 or kept == size  # a multiple of 8, or the whole group
+            assert bool((before[name] <= mask).all())  # rounding only adds channels
+            assert kept - int(before[name].sum()) < 8
+            if previous is not None:  # counts (so FLOPs) monotone in κ, as bisection needs
+                assert int(previous[name].sum()) <= kept
+        previous = after
+    summed = scores["seg"]["b1"] + scores["depth"]["b1"]
+    best_eight = set(torch.topk(summed, 8).indices.tolist())
+    assert set(torch.nonzero(rounded(0.0)["b1"]).flatten().tolist()) == best_eight
+
+
 def test_structured_options_reject_the_weight_keep_ratio_table() -> None:
     with pytest.raises(ValueError, match="no keep-ratio table"):
         StructuredCutOptions(keep_ratio="table")
     with pytest.raises(ValueError, match="channel_cost"):
         StructuredCutOptions(channel_cost="latency")
+    with pytest.raises(ValueError, match="round_to"):
+        StructuredCutOptions(round_to=0)
     with pytest.raises(ValueError, match="unknown option"):
         StructuredCutOptions.from_pairs({"sparsity": 0.5})
 

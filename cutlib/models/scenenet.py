@@ -135,21 +135,20 @@ class ASPPHead(nn.Module):
 class SceneNet(nn.Module):
     """Hard-parameter-sharing multi-task network: a shared dilated ResNet, one ASPP head per task.
 
-        Args:
-            tasks: the tasks, one head each, in dataset order.
-            backbone: ``"resnet18"`` or ``"resnet34"`` (the paper's).
-            width: multiplier of the stage widths (64, 128, 256, 512).
-            head_channels: hidden channels of every ASPP branch (1024 in the paper).
-            aspp_rates: dilation rates of the four ASPP branches ((6, 12, 18, 24) in the paper).
-            dropout: dropout probability in the heads (0.5 in the paper).
+    Args:
+        tasks: the tasks, one head each, in dataset order.
+        backbone: ``"resnet18"`` or ``"resnet34"`` (the paper's).
+        width: multiplier of the stage widths (64, 128, 256, 512).
+        head_channels: hidden channels of every ASPP branch (1024 in the paper).
+        aspp_rates: dilation rates of the four ASPP branches ((6, 12, 18, 24) in the paper).
+        dropout: dropout probability in the heads (0.5 in the paper).
 
-        Example:
-            >>> from cutlib.models.channels import slim_to
-    from cutlib.tasks import TaskSpec
-            >>> net = SceneNet([TaskSpec("depth", "depth", 1)], backbone="resnet18", width=0.25,
-            ...                head_channels=16, aspp_rates=(1, 2, 3, 4))
-            >>> net(torch.zeros(2, 3, 64, 64))["depth"].shape
-            torch.Size([2, 1, 8, 8])
+    Example:
+        >>> from cutlib.tasks import TaskSpec
+        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], backbone="resnet18", width=0.25,
+        ...                head_channels=16, aspp_rates=(1, 2, 3, 4))
+        >>> net(torch.zeros(2, 3, 64, 64))["depth"].shape
+        torch.Size([2, 1, 9, 9])
     """
 
     def __init__(

@@ -107,8 +107,9 @@ class CutMasker:
         fusion: the fusion rule; ``min_votes``: the ``vote`` threshold.
 
     Example:
-        >>> s = {"a": {"b": torch.tensor([3.0, 2, 1, 0]), "ha": torch.tensor([1.0, 0])},
-        ...      "c": {"b": torch.tensor([0.0, 2, 1, 3]), "hc": torch.tensor([1.0, 0])}}
+        >>> import torch
+        >>> s = {"a": {"b": torch.tensor([3.0, 2, 1, 0]), "ha": torch.tensor([1.5, 0])},
+        ...      "c": {"b": torch.tensor([0.0, 2, 1, 3]), "hc": torch.tensor([1.5, 0])}}
         >>> CutMasker(s, ["a", "c"], {"b"})(0.5)["b"]  # each keeps 3 of 6; both keep index 1
         tensor([False,  True, False, False])
     """

@@ -10,7 +10,9 @@ Structured CUT follows CUT step for step (:mod:`cutlib.pruning.cut`), one level 
    (:func:`~cutlib.models.channels.channel_scores`);
 3. per task, keep its top κ fraction of channels, one ranking across all its channel groups;
 4. fuse the backbone channels by the same vote across the selected tasks; each head keeps its own
-   task's channels; every group keeps at least its best channel;
+   task's channels; every group keeps at least its best channel and is rounded up to a multiple
+   of ``round_to`` channels (8 by default) with its next-best channels, since CPU kernels work in
+   blocks of 8 or 16 channels and an odd width runs on slower code (measured in notebook 08);
 5. choose κ by bisection so that the compact model (backbone + selected heads) loses the requested
    fraction of its FLOPs, remove the channels (:func:`~cutlib.models.channels.remove_channels`),
    and fine-tune the smaller dense network.
@@ -39,7 +41,7 @@ from cutlib.models.channels import BACKBONE, channel_groups, channel_scores, rem
 from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut
 from cutlib.pruning.fusion import FusionRule
 from cutlib.pruning.masks import Masks
-from cutlib.pruning.options import check_choice, options_from_pairs
+from cutlib.pruning.options import check_choice, check_positive_int, options_from_pairs
 
 #: The single voter of a ranking that ignores the tasks (``channel_magnitude``).
 ALL_TASKS = "all"
@@ -59,13 +61,19 @@ class StructuredCutOptions(CutOptions):
         channel_cost: a channel's score is the summed score of its weights divided by its number
             of weights (``weights``: a mean per weight), by its FLOPs (``flops``: importance per
             unit of compute, the knapsack ratio for a FLOP budget) or by nothing (``none``).
+        round_to: every group keeps a multiple of this many channels (or all of them), as
+            Torch-Pruning's ``round_to``: vectorised CPU kernels (oneDNN, ONNX Runtime's MLAS)
+            process channels in blocks of 8 (AVX2) or 16 (AVX-512), and a width that is not a
+            multiple falls back to slower code. 1 turns rounding off.
     """
 
     channel_cost: ChannelCost = "weights"
+    round_to: int = 8
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("channel_cost", self.channel_cost, CHANNEL_COSTS)
+        check_positive_int("round_to", self.round_to)
         if self.keep_ratio == "table":
             raise ValueError("structured CUT has no keep-ratio table: use calibrate or a number")
 
@@ -120,11 +128,13 @@ class ConvFlops:
 
 class ChannelMasker:
     """CUT's per-task top-κ and vote (:class:`~cutlib.pruning.cut.CutMasker`) over channel
-    scores, keeping at least the best channel of every group (by the voters' summed scores).
+    scores; every group then keeps at least one channel and a multiple of ``round_to`` channels
+    (or all), the extra channels taken in order of the voters' summed scores.
 
     Args:
         scores: voter (task) → group name → channel scores.
         shared: names of the backbone groups, fused by ``fusion``.
+        round_to: channel multiple of every group (1: no rounding, only the best channel kept).
     """
 
     def __init__(
@@ -133,18 +143,28 @@ class ChannelMasker:
         shared: set[str],
         fusion: FusionRule,
         min_votes: int,
+        round_to: int = 1,
     ) -> None:
         self.masker = CutMasker(dict(scores), list(scores), shared, fusion, min_votes)
         summed: dict[str, Tensor] = {}
         for per_group in scores.values():
             for name, score in per_group.items():
                 summed[name] = summed.get(name, 0) + score
-        self.best = {name: int(torch.argmax(score)) for name, score in summed.items()}
+        #: Per group, its channels from the best to the worst by the voters' summed scores.
+        self.order = {name: torch.argsort(score, descending=True) for name, score in summed.items()}
+        self.round_to = round_to
 
     def __call__(self, keep: float) -> Masks:
-        masks = {name: mask.clone() for name, mask in self.masker(keep).items()}
-        for name, index in self.best.items():
-            masks[name][index] = True
+        masks = {}
+        for name, mask in self.masker(keep).items():
+            size = mask.numel()
+            wanted = min(size, -(-max(int(mask.sum()), 1) // self.round_to) * self.round_to)
+            # kept channels first (in score order), then the best of the others
+            order = self.order[name]
+            ranked = order[torch.argsort((~mask[order]).to(torch.int8), stable=True)]
+            rounded = torch.zeros_like(mask)
+            rounded[ranked[:wanted]] = True
+            masks[name] = rounded
         return masks
 
 
@@ -167,7 +187,7 @@ def slim_and_finetune(
     }[options.channel_cost]
     channel = {voter: channel_scores(groups, per, cost) for voter, per in scores.items()}
     shared = {g.name for g in groups if g.owner == BACKBONE}
-    masker = ChannelMasker(channel, shared, options.fusion, options.min_votes)
+    masker = ChannelMasker(channel, shared, options.fusion, options.min_votes, options.round_to)
     plan = plan_cut(masker, ctx.config.sparsity, options, measure=flops.removed_fraction)
     remove_channels(model, plan.masks)
     ctx.time("fusion", start)
