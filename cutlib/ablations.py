@@ -43,9 +43,28 @@ class Variant:
         return RunConfig(dataset, "cut", self.tasks, sparsity, profile, seed, self.options)
 
 
+#: The ablation families, in the order notebook 09 shows them.
+FAMILIES = (
+    "fusion rule",
+    "criterion",
+    "scoring batches",
+    "keep ratio κ",
+    "BatchNorm while scoring",
+)
+#: The criteria compared with the authors' Taylor score unless a profile lists its own.
+OTHER_CRITERIA = ("magnitude", "random")
+
+
 def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant]:
     """The variants of a profile's ``ablations`` section; the authors' choice comes first in each
     family (``default_batches``: the profile's ``scoring.batches``).
+
+    Optional keys: ``families`` (the families to run, default :data:`FAMILIES`), ``criteria``
+    (the criteria compared with Taylor, default :data:`OTHER_CRITERIA`) and ``batches`` (the
+    scoring batches compared with the default).
+
+    Raises:
+        ValueError: for an unknown family.
 
     Example:
         >>> names = variants({"tasks": "seg+depth", "fusion_tasks": "seg+sn+depth",
@@ -53,9 +72,18 @@ def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant
         >>> [(v.family, v.label) for v in names][:4]
         [('fusion rule', 'vote ≥ 2 (authors)'), ('fusion rule', 'vote ≥ 1'), \
 ('fusion rule', 'vote ≥ 3'), ('fusion rule', 'union')]
+        >>> [v.label for v in variants({"tasks": "seg+depth", "families": ["criterion"],
+        ...                            "criteria": ["magnitude"]}, 20)]
+        ['taylor (authors)', 'magnitude']
     """
+    families = list(ablations.get("families") or FAMILIES)
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(
+            f"unknown ablation family {unknown[0]!r}; valid families: {', '.join(FAMILIES)}"
+        )
     tasks = tuple(str(ablations["tasks"]).split("+"))
-    fusion_tasks = tuple(str(ablations["fusion_tasks"]).split("+"))
+    fusion_tasks = tuple(str(ablations.get("fusion_tasks", ablations["tasks"])).split("+"))
     found = [Variant("fusion rule", "vote ≥ 2 (authors)", fusion_tasks)]
     found += [
         Variant("fusion rule", f"vote ≥ {k}", fusion_tasks, (("min_votes", k),))
@@ -70,7 +98,8 @@ def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant
     found += [Variant("criterion", "taylor (authors)", tasks)]
     found += [
         Variant("criterion", name, tasks, (("criterion", name),))
-        for name in ("magnitude", "random")
+        for name in ablations.get("criteria", OTHER_CRITERIA)
+        if name != "taylor"
     ]
     found += [Variant("scoring batches", f"{default_batches} (profile)", tasks)]
     found += [
@@ -84,7 +113,7 @@ def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant
         Variant("BatchNorm while scoring", "train (authors)", tasks),
         Variant("BatchNorm while scoring", "eval", tasks, (("bn_mode", "eval"),)),
     ]
-    return found
+    return [v for v in found if v.family in families]
 
 
 def fusion_mask_groups(

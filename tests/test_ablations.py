@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutlib.ablations import ablation_cells, ablation_row, fusion_mask_groups, variants
+from cutlib.ablations import FAMILIES, ablation_cells, ablation_row, fusion_mask_groups, variants
 from cutlib.experiments import RunConfig, run
 from cutlib.pruning.cut import CutOptions
 
@@ -15,13 +15,7 @@ SECTION = {"tasks": "seg+depth", "fusion_tasks": "seg+sn+depth", "batches": [1, 
 def test_variants_change_one_option_each_and_start_with_the_authors_choice() -> None:
     found = variants(SECTION, default_batches=4)
     families = list(dict.fromkeys(v.family for v in found))
-    assert families == [
-        "fusion rule",
-        "criterion",
-        "scoring batches",
-        "keep ratio κ",
-        "BatchNorm while scoring",
-    ]
+    assert families == list(FAMILIES)
     for family in families:
         first = next(v for v in found if v.family == family)
         assert first.options == (), family  # the authors' (default) choice first
@@ -31,6 +25,19 @@ def test_variants_change_one_option_each_and_start_with_the_authors_choice() -> 
     assert {v.tasks for v in found if v.family == "fusion rule"} == {("seg", "sn", "depth")}
     for v in found:  # every variant is a valid cut run
         v.config("synth-nyuv2", 0.9, "smoke", 0).validated()
+
+
+def test_a_profile_chooses_the_families_and_criteria() -> None:
+    section = {**SECTION, "families": ["criterion", "keep ratio κ"], "criteria": ["random"]}
+    found = variants(section, default_batches=4)
+    assert [(v.family, v.options) for v in found] == [
+        ("criterion", ()),
+        ("criterion", (("criterion", "random"),)),
+        ("keep ratio κ", ()),
+        ("keep ratio κ", (("keep_ratio", "table"),)),
+    ]
+    with pytest.raises(ValueError, match="unknown ablation family 'bn'; valid families: fusion"):
+        variants({**SECTION, "families": ["bn"]}, default_batches=4)
 
 
 def test_scoring_batches_option_is_validated() -> None:
