@@ -2,10 +2,13 @@
 
 ``cutlib run`` runs one experiment; ``cutlib grid`` runs a profile's experiment grid;
 ``cutlib reproduce`` executes the notebooks; ``cutlib export`` writes a ``model.pt`` as a sparse
-file or as ONNX. Bad input (unknown dataset, task, method, profile, notebook or notebook
-parameter; a sparsity outside [0, 1); an unknown export format or values option, a malformed input
-size, a missing checkpoint or one of another format version) prints one line naming the valid
-choices and exits with status 2, before anything is written.
+file or as ONNX; ``cutlib data info`` and ``cutlib data check NAME`` say which real datasets are
+present and what is wrong with one (one line per problem, exit status 2 if any). Bad input
+(unknown dataset, task, method, profile, notebook or notebook parameter; a sparsity outside
+[0, 1); an unknown export format or values option, a malformed input size, a missing checkpoint
+or one of another format version; a real dataset that is missing or malformed) prints one line
+naming the valid choices (or how to get the data) and exits with status 2, before anything is
+written.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a method option, repeatable (e.g. cut: criterion, fusion, min_votes, keep_ratio, "
         "bn_mode)",
     )
+    run.add_argument(
+        "--data-root", type=Path, help="a real dataset's folder (default: data/<dataset>/)"
+    )
     run.add_argument("--out", type=Path, help="also copy the run's files to this folder")
     run.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -95,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}"
     )
     rep.add_argument("--only", type=_split_list, help="notebook numbers, e.g. 03,04")
+    rep.add_argument(
+        "--dataset", help="the dataset of every notebook that takes one (e.g. nyuv2 with paper)"
+    )
     rep.add_argument("--out", type=Path, help="results folder (default: results/)")
     rep.add_argument(
         "-p",
@@ -136,7 +145,55 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HxW",
         help="onnx only: input height x width (default: 96x96; the batch is dynamic)",
     )
+    data = commands.add_parser("data", help="the real datasets: what is present, and checks")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    info = data_commands.add_parser("info", help="which datasets are present, their splits, sizes")
+    info.add_argument("--root", type=Path, help="the folder of <name>/ folders (default: data/)")
+    check = data_commands.add_parser(
+        "check", help="validate a dataset's index and files (one line per problem)"
+    )
+    check.add_argument("name", help="the dataset, e.g. nyuv2")
+    check.add_argument("--root", type=Path, help="its folder (default: data/<name>/)")
+    check.add_argument(
+        "--samples", type=int, default=8, help="entries per split whose files are decoded"
+    )
     return parser
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from cutlib.data import REAL_LAYOUTS
+    from cutlib.data.real import check_layout, default_root
+
+    if args.data_command == "info":
+        for name, layout in REAL_LAYOUTS.items():
+            root = args.root / name if args.root else default_root(name)
+            problems, sizes = check_layout(layout, root, samples=0)
+            if not sizes:
+                print(f"{name}: not present at {root}")
+                print(f"  {layout.download}")
+                continue
+            splits = ", ".join(f"{split} {count}" for split, count in sizes.items())
+            state = "complete" if not problems else f"{len(problems)} files missing"
+            print(f"{name}: {root} ({splits}; {state})")
+        return 0
+    if args.name not in REAL_LAYOUTS:
+        valid = ", ".join(REAL_LAYOUTS)
+        return _bad_input(
+            "cutlib data check", ValueError(f"unknown dataset {args.name!r}; valid: {valid}")
+        )
+    if args.samples < 0:
+        return _bad_input("cutlib data check", ValueError("--samples must be ≥ 0"))
+    layout = REAL_LAYOUTS[args.name]
+    root = args.root or default_root(args.name)
+    problems, sizes = check_layout(layout, root, samples=args.samples)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"cutlib data check: {len(problems)} problem(s) in {root}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    splits = ", ".join(f"{split} {count}" for split, count in sizes.items())
+    print(f"{args.name}: {root} is valid ({splits}; {args.samples} entries per split decoded)")
+    return 0
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
@@ -188,6 +245,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.seed,
         tuple(args.option),
         args.protocol,
+        str(args.data_root) if args.data_root else None,
     )
     try:
         config = config.validated()
@@ -203,11 +261,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from cutlib.profiles import check_profile_name
-    from cutlib.reproduce import NotebookError, check_parameters, list_notebooks, reproduce
+    from cutlib.reproduce import (
+        NotebookError,
+        check_dataset_present,
+        check_parameters,
+        list_notebooks,
+        reproduce,
+    )
 
     params = dict(args.param)
     try:
         check_profile_name(args.profile)
+        if args.dataset is not None:
+            check_dataset_present(args.dataset)
+            params["dataset"] = args.dataset
         check_parameters(list_notebooks(args.only), params)
     except ValueError as err:
         return _bad_input("cutlib reproduce", err)
@@ -277,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reproduce": _cmd_reproduce,
         "grid": _cmd_grid,
         "export": _cmd_export,
+        "data": _cmd_data,
     }
     return handlers[args.command](args)
 

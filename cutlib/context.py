@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from cutlib.checkpoint import load_model
 from cutlib.data import load_dataset
-from cutlib.data.arrays import ArrayDataset
 from cutlib.metrics import conventions_from_name, evaluate
 from cutlib.models import SceneNet
 from cutlib.pruning.importance import (
@@ -101,11 +100,16 @@ class RunContext:
         """Add the seconds since ``since`` to the timing of ``stage``."""
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - since
 
-    def dataset(self, split: str, augment: bool | None = None) -> ArrayDataset:
+    def dataset(self, split: str, augment: bool | None = None) -> Dataset:
         """Load a split of this run's dataset (timed under ``data``)."""
         start = time.perf_counter()
         data = load_dataset(
-            self.config.dataset, split, self.profile, self.config.seed, augment=augment
+            self.config.dataset,
+            split,
+            self.profile,
+            self.config.seed,
+            augment=augment,
+            root=self.config.data_root,
         )
         self.time("data", start)
         return data

@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 import cutlib
 from cutlib.checkpoint import load_model, save_model
 from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS, RunContext
-from cutlib.data import dataset_info, dataset_tasks, load_dataset
+from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks, load_dataset
+from cutlib.data.real import DataError, default_root, read_index
 from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
 from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, pretrain
@@ -45,7 +46,8 @@ class RunConfig:
     """What one run is. ``tasks=None`` means all tasks of the dataset; ``sparsity=None`` the
     method's default (0 for ``dense``, 0.9 for pruning methods); ``options`` are the method's
     ``(name, value)`` options (e.g. ``(("fusion", "union"),)`` for CUT); ``protocol`` the training
-    budget (``fair`` or ``paper``, :mod:`cutlib.context`)."""
+    budget (``fair`` or ``paper``, :mod:`cutlib.context`); ``data_root`` the folder of a real
+    dataset (``None``: ``data/<dataset>/``)."""
 
     dataset: str
     method: str = DENSE
@@ -55,6 +57,7 @@ class RunConfig:
     seed: int = 0
     options: tuple[tuple[str, Any], ...] = ()
     protocol: str = DEFAULT_PROTOCOL
+    data_root: str | None = None
 
     def validated(self) -> RunConfig:
         """Check every field and return a normalised copy (tasks in dataset order, sparsity set).
@@ -62,8 +65,17 @@ class RunConfig:
         Raises:
             ValueError: with one line naming the valid choices, for an unknown dataset, method,
                 task, profile or protocol, or a sparsity outside [0, 1).
+            cutlib.data.real.DataError: a real dataset that is missing or malformed (the
+                message says how to get it), or a data root given for a synthetic dataset.
         """
         info = dataset_info(self.dataset)
+        data_root = self.data_root
+        if self.dataset in REAL_LAYOUTS:
+            folder = Path(data_root) if data_root else default_root(self.dataset)
+            read_index(REAL_LAYOUTS[self.dataset], folder)  # present and well-formed, or stop
+            data_root = str(folder.resolve()) if data_root else None
+        elif data_root is not None:
+            raise DataError(f"{self.dataset} is rendered, not read: it takes no data root")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
         tasks = tuple(t.name for t in select_tasks(info.tasks, self.tasks))
@@ -81,7 +93,12 @@ class RunConfig:
             raise ValueError("the dense method prunes nothing: leave --sparsity out or set it to 0")
         options = tuple(sorted(dict(self.options).items()))
         checked = replace(
-            self, tasks=tasks, sparsity=float(sparsity), seed=int(self.seed), options=options
+            self,
+            tasks=tasks,
+            sparsity=float(sparsity),
+            seed=int(self.seed),
+            options=options,
+            data_root=data_root,
         )
         parsed = checked.method_options()
         if parsed is not None:  # an option set to its default is the same run as no option
@@ -112,8 +129,11 @@ def full_config(config: RunConfig) -> dict[str, Any]:
     """Everything that determines a run's result; its hash is the run id. The method's options
     are included as resolved (defaults filled in), so changing a default makes new runs."""
     options = config.method_options()
+    run = asdict(config)
+    if run["data_root"] is None:  # the default data: the same ids as before the option existed
+        del run["data_root"]
     return {
-        "run": asdict(config),
+        "run": run,
         "method_options": None if options is None else asdict(options),
         "profile": run_settings(load_profile(config.profile, config.dataset)),
         "versions": {"cutlib": cutlib.__version__, "synthetic_data": SYNTHETIC_VERSION},
@@ -146,7 +166,15 @@ def pretrained_run(
     """The run folder of the dense pre-trained model for ``config``'s dataset, profile and seed,
     training it first if it is not in the run store."""
     info = dataset_info(config.dataset)
-    dense = RunConfig(config.dataset, DENSE, info.task_names, 0.0, config.profile, config.seed)
+    dense = RunConfig(
+        config.dataset,
+        DENSE,
+        info.task_names,
+        0.0,
+        config.profile,
+        config.seed,
+        data_root=config.data_root,
+    )
     return run(dense, device=device, progress=progress).directory
 
 

@@ -56,6 +56,22 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     return papermill.inspect_notebook(str(path))
 
 
+def check_dataset_present(name: str) -> None:
+    """Raise unless ``name`` is a dataset, and, for a real one, present and indexed under
+    ``data/<name>/`` (the notebooks read it from there).
+
+    Raises:
+        ValueError: an unknown dataset.
+        cutlib.data.real.DataError: a real dataset that is missing, with how to get it.
+    """
+    from cutlib.data import REAL_LAYOUTS, dataset_info
+    from cutlib.data.real import default_root, read_index
+
+    dataset_info(name)
+    if name in REAL_LAYOUTS:
+        read_index(REAL_LAYOUTS[name], default_root(name))
+
+
 def check_parameters(notebooks: Sequence[Path], parameters: Mapping[str, Any]) -> None:
     """Raise ValueError, listing the valid names, for a parameter no notebook declares."""
     declared: set[str] = set()

@@ -91,6 +91,22 @@ def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Te
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def shuffled_batches(data: Dataset, batch_size: int, generator: torch.Generator) -> DataLoader:
+    """Shuffled batches of ``batch_size`` samples, the last incomplete one dropped (every step
+    sees a full batch); a split smaller than one batch (a tiny real dataset) gives one batch of
+    all its samples instead.
+
+    Raises:
+        ValueError: if ``data`` is empty.
+    """
+    if len(data) == 0:
+        raise ValueError("the training split is empty")
+    full = len(data) >= batch_size
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=True, drop_last=full, generator=generator
+    )
+
+
 def _forever(loader: DataLoader) -> Iterator[dict[str, Tensor]]:
     while True:
         yield from loader
@@ -153,14 +169,7 @@ def train(
     model.to(device).train()
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout and the transforms' random draws
-    train_loader = DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=generator
-    )
-    if len(train_loader) == 0:
-        raise ValueError(
-            f"the training split has {len(train_set)} samples, fewer than one batch of "
-            f"{config.batch_size}"
-        )
+    train_loader = shuffled_batches(train_set, config.batch_size, generator)
     val_loader = DataLoader(val_set, batch_size=eval_batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -240,8 +240,10 @@ def test_scoring_batches_are_seeded_and_cycle_through_a_short_split() -> None:
     assert len(set(first[0] + first[1])) == 8  # one pass draws without replacement
 
 
-def test_scoring_batches_reject_a_split_smaller_than_a_batch_and_zero_batches() -> None:
-    with pytest.raises(ValueError, match="smaller than one batch"):
-        scoring_batches(_Indexed(), 11, 1)
+def test_scoring_batches_of_a_split_smaller_than_a_batch_and_zero_batches() -> None:
+    batches = scoring_batches(_Indexed(), 11, 3)  # 10 samples: each batch is the whole split
+    assert [sorted(b["index"].tolist()) for b in batches] == [list(range(10))] * 3
+    with pytest.raises(ValueError, match="empty"):
+        scoring_batches(torch.utils.data.Subset(_Indexed(), []), 2, 1)
     with pytest.raises(ValueError, match="at least 1"):
         scoring_batches(_Indexed(), 2, 0)

@@ -1,8 +1,10 @@
 """Datasets: a registry of the multi-task datasets and a single entry point, :func:`load_dataset`.
 
 The embedded default data are procedurally rendered scenes (:mod:`cutlib.data.synthetic`), one
-preset per dataset of the paper. All datasets share the sample conventions of DESIGN §3, so losses
-and metrics never branch on the dataset.
+preset per dataset of the paper. The paper's real datasets are read from the AdaShare layout
+(:mod:`cutlib.data.real`, one module per dataset) under ``data/<name>/`` or a root the user
+gives. All datasets share the sample conventions of DESIGN §3, so losses and metrics never branch
+on the dataset.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from torch.utils.data import Dataset
+
+from cutlib.data import cityscapes, nyuv2, taskonomy
 from cutlib.data.arrays import ArrayDataset
+from cutlib.data.real import IndexedDataset, Layout, default_root, read_index, split_entries
 from cutlib.data.synthetic import PRESETS, load_split
 from cutlib.tasks import TaskSpec
 
@@ -61,7 +67,17 @@ def _synthetic_info(preset_name: str) -> DatasetInfo:
     )
 
 
-DATASETS: dict[str, DatasetInfo] = {name: _synthetic_info(name) for name in PRESETS}
+#: The synthetic presets (rendered on the fly; every notebook's default).
+SYNTHETIC_DATASETS: dict[str, DatasetInfo] = {name: _synthetic_info(name) for name in PRESETS}
+#: The paper's real datasets, by name: how each is stored and decoded.
+REAL_LAYOUTS: dict[str, Layout] = {
+    layout.name: layout for layout in (nyuv2.LAYOUT, cityscapes.LAYOUT, taskonomy.LAYOUT)
+}
+#: Every dataset, synthetic then real.
+DATASETS: dict[str, DatasetInfo] = {
+    **SYNTHETIC_DATASETS,
+    **{n: DatasetInfo(n, layout.description, layout.tasks) for n, layout in REAL_LAYOUTS.items()},
+}
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -88,27 +104,52 @@ def load_dataset(
     *,
     augment: bool | None = None,
     cache: Path | None = None,
-) -> ArrayDataset:
-    """Load split ``split`` of dataset ``name`` at the profile's size, rendering it if needed.
+    root: Path | str | None = None,
+) -> Dataset:
+    """Load split ``split`` of dataset ``name``: rendered at the profile's size for a synthetic
+    preset, read from disk for a real dataset.
 
     Args:
         name: a registered dataset (see :data:`DATASETS`).
         split: ``"train"``, ``"val"`` or ``"test"``.
-        profile: a loaded profile (:func:`cutlib.profiles.load_profile`); its ``data`` section sets
-            the resolution and split sizes.
-        seed: the data seed: the same seed gives the same scenes.
+        profile: a loaded profile (:func:`cutlib.profiles.load_profile`). Its ``data`` section sets
+            the resolution (the training crop of a real dataset) and the split sizes of a
+            synthetic one; a real one also reads ``eval_resolution`` (default: as stored) and
+            ``options`` (decoding options, e.g. NYUv2's ``normals``).
+        seed: the data seed: the same seed gives the same scenes, and the same validation split
+            of a real dataset.
         augment: training augmentation; by default on for ``train`` when the profile enables it.
         cache: folder for generated data (default: ``data/cache`` of the project).
+        root: a real dataset's folder (default ``data/<name>/``).
+
+    Raises:
+        ValueError: an unknown dataset or split.
+        cutlib.data.real.DataError: a real dataset that is missing or malformed.
     """
     info = dataset_info(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    data_cfg = profile["data"]
+    if augment is None:
+        augment = split == "train" and bool(data_cfg.get("augment", False))
+    if name in REAL_LAYOUTS:
+        layout = REAL_LAYOUTS[name]
+        folder = Path(root) if root is not None else default_root(name)
+        entries = split_entries(read_index(layout, folder), split, seed)
+        eval_size = data_cfg.get("eval_resolution")
+        return IndexedDataset(
+            layout,
+            folder,
+            entries,
+            info.tasks,
+            train=augment,
+            crop=tuple(data_cfg["resolution"]),
+            eval_size=tuple(eval_size) if eval_size else None,
+            options=data_cfg.get("options"),
+        )
     from cutlib.io import cache_dir  # local import: keeps the registry importable on its own
 
-    data_cfg = profile["data"]
     height, width = data_cfg["resolution"]
     size = int(data_cfg["sizes"][split])
     arrays = load_split(name, split, size, height, width, seed, cache or cache_dir())
-    if augment is None:
-        augment = split == "train" and bool(data_cfg.get("augment", False))
     return ArrayDataset(arrays, info.tasks, augment)

@@ -25,6 +25,16 @@ class SurfaceNormals(tv_tensors.Mask):
     """A (3, H, W) map of unit normals in the camera frame (x right, y down, z forward)."""
 
 
+class IgnoreValueMask(tv_tensors.Mask):
+    """A label map with an ignore value of 255 (class ids, or Taskonomy's keypoint and edge
+    maps), so padding writes 255 rather than 0."""
+
+
+#: What padding writes into each kind of sample entry (PAPER_NOTES §5.5): black image pixels, the
+#: ignore value for classes, and the zero vector / zero depth that every loss treats as invalid.
+PAD_FILL = {tv_tensors.Image: 0, IgnoreValueMask: 255, SurfaceNormals: 0.0, tv_tensors.Mask: 0.0}
+
+
 class RandomHorizontalFlip(v2.RandomHorizontalFlip):
     """``v2.RandomHorizontalFlip`` that also mirrors normals: n_x → −n_x on flipped samples."""
 
@@ -47,6 +57,52 @@ def build_transform(augment: bool) -> v2.Compose:
         steps += [RandomHorizontalFlip(p=0.5), v2.ColorJitter(0.2, 0.2, 0.2, 0.02)]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGE_MEAN, IMAGE_STD)]
     return v2.Compose(steps)
+
+
+def real_transform(
+    train: bool,
+    crop: tuple[int, int],
+    native: tuple[int, int],
+    eval_size: tuple[int, int] | None = None,
+) -> v2.Compose:
+    """The pipeline of the real datasets (PAPER_NOTES §5.5), then float conversion and
+    normalisation as :func:`build_transform`.
+
+    Training: random scale by s ~ U[0.5, 1.5) of the dataset's ``native`` size
+    (``v2.ScaleJitter``: bilinear for the image, nearest for every label; depth values are not
+    divided by s, as in the reference), horizontal flip with p = 0.5 (the x component of
+    :class:`SurfaceNormals` negated; normals given as a plain ``Mask`` are only moved, as the
+    reference NYUv2 loader does, §6.3), then a random
+    ``crop``, padding first where the image is smaller (:data:`PAD_FILL`: ignore values).
+    Evaluation: the whole image, resized to ``eval_size`` when that differs from its size.
+
+    Example:
+        >>> t = real_transform(True, (8, 8), (16, 16))
+        >>> sample = {"image": tv_tensors.Image(torch.zeros(3, 16, 16, dtype=torch.uint8)),
+        ...           "seg": IgnoreValueMask(torch.zeros(16, 16, dtype=torch.uint8))}
+        >>> {k: tuple(v.shape) for k, v in t(sample).items()}
+        {'image': (3, 8, 8), 'seg': (8, 8)}
+    """
+    steps: list[v2.Transform] = []
+    if train:
+        steps += [
+            v2.ScaleJitter(native, (0.5, 1.5)),
+            RandomHorizontalFlip(p=0.5),
+            v2.RandomCrop(crop, pad_if_needed=True, fill=PAD_FILL),
+        ]
+    elif eval_size is not None:
+        steps += [_ResizeIfNeeded(eval_size)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGE_MEAN, IMAGE_STD)]
+    return v2.Compose(steps)
+
+
+class _ResizeIfNeeded(v2.Resize):
+    """``v2.Resize`` to an exact (H, W) that leaves inputs already of that size untouched."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if tuple(inpt.shape[-2:]) == tuple(self.size):
+            return inpt
+        return super().transform(inpt, params)
 
 
 def unwrap(sample: dict[str, Any], seg_keys: tuple[str, ...]) -> dict[str, Tensor]:

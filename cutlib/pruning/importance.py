@@ -26,14 +26,14 @@ from typing import Literal, get_args
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from cutlib.losses import Align, multitask_loss, task_loss
 from cutlib.models import SceneNet
 from cutlib.pruning.masks import BACKBONE, copy_model, is_masked, owned_by, prunable_weights
 from cutlib.tasks import TaskSpec
-from cutlib.train import to_device
+from cutlib.train import shuffled_batches, to_device
 
 Criterion = Literal["taylor", "w2grad", "gradient", "magnitude", "random"]
 CRITERIA: tuple[str, ...] = get_args(Criterion)
@@ -71,20 +71,13 @@ def scoring_batches(
     scores reproducible. Every user of scores (the ``cut`` method, the notebooks) draws them here.
 
     Raises:
-        ValueError: if ``data`` is smaller than one batch, or ``count`` < 1.
+        ValueError: if ``data`` is empty, or ``count`` < 1 (a split smaller than one batch gives
+            batches of all its samples, :func:`cutlib.train.shuffled_batches`).
     """
     if count < 1:
         raise ValueError(f"the number of scoring batches must be at least 1, got {count}")
     torch.manual_seed(seed)
-    loader = DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    if len(loader) == 0:
-        raise ValueError(f"the training split ({len(data)} samples) is smaller than one batch")
+    loader = shuffled_batches(data, batch_size, torch.Generator().manual_seed(seed))
     forever = itertools.chain.from_iterable(itertools.repeat(loader))
     return list(itertools.islice(forever, count))
 

@@ -1,0 +1,274 @@
+"""The paper's real datasets in the AdaShare layout (PAPER_NOTES §5): where they live, their index
+file and splits, a map-style dataset that decodes and augments them, and the layout check behind
+``cutlib data check``.
+
+Each dataset is described by a :class:`Layout` (its module, e.g. :mod:`cutlib.data.nyuv2`,
+defines the index file, the on-disk fields, how to read and validate each file, and how to turn
+the decoded arrays into a sample in the conventions of DESIGN §3). Everything else is shared.
+
+Splits: the index file has ``train`` and ``test`` (and possibly ``val``). The reference code
+selects its models on the test split (PAPER_NOTES §6.3, item 8); we select on validation, so
+without a ``val`` list a seeded :data:`VAL_FRACTION` of ``train`` (at least one sample, and never
+all of them) is held out as ``val``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from cutlib.data.transforms import real_transform, unwrap
+from cutlib.tasks import TaskSpec
+
+#: Fraction of the training entries held out for validation when the index has no ``val``.
+VAL_FRACTION = 0.1
+
+
+class DataError(ValueError):
+    """A dataset that is missing or malformed: the message says what is expected where, and
+    how to get it (``cutlib data``)."""
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """One problem found by :func:`check_layout`: the file (or folder) and what is wrong."""
+
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a real dataset is stored and decoded.
+
+    Args:
+        name: the registry name (``nyuv2`` …).
+        description: one line for ``cutlib data info``.
+        tasks: the tasks, in dataset order.
+        index_file: the json index, relative to the root: ``{"train": [entry, …], "test": …}``,
+            each entry a list of paths relative to the root, one per ``fields``.
+        fields: what each position of an entry holds (``image``, then labels).
+        native_size: (H, W) of the stored images: the reference scale of the random scaling and
+            the default evaluation size.
+        read: field → function reading one file into an array (no interpretation yet).
+        validate: field → function returning what is wrong with a read array, or ``None``.
+        to_sample: the decoded arrays of one entry (and the options) → sample tensors (tv_tensors:
+            an ``Image``, ``IgnoreValueMask``, ``SurfaceNormals`` or ``Mask`` per task).
+        download: how to get the data (printed by ``cutlib data`` and every missing-data error).
+        options: the dataset's decoding options and their defaults (e.g. NYUv2's ``normals``).
+    """
+
+    name: str
+    description: str
+    tasks: tuple[TaskSpec, ...]
+    index_file: str
+    fields: tuple[str, ...]
+    native_size: tuple[int, int]
+    read: Mapping[str, Callable[[Path], np.ndarray]]
+    validate: Mapping[str, Callable[[np.ndarray], str | None]]
+    to_sample: Callable[[Mapping[str, np.ndarray], Mapping[str, Any]], dict[str, Tensor]]
+    download: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def default_root(name: str) -> Path:
+    """``data/<name>/`` of the project (or of the working directory for an installed package)."""
+    from cutlib.io import project_root
+
+    return project_root() / "data" / name
+
+
+def read_index(layout: Layout, root: Path) -> dict[str, list[list[str]]]:
+    """The index of ``layout`` under ``root``, with its ``train`` and ``test`` lists checked.
+
+    Raises:
+        DataError: the root or the index file is missing, or the index is malformed.
+    """
+    if not root.is_dir():
+        raise DataError(
+            f"{layout.name}: no dataset at {root} (the folder does not exist). {layout.download}"
+        )
+    path = root / layout.index_file
+    if not path.is_file():
+        raise DataError(f"{layout.name}: {path} is missing. {layout.download}")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable json index ({err})") from err
+    if not isinstance(index, dict):
+        raise DataError(f"{path}: expected a json object with 'train' and 'test' lists")
+    for split in ("train", "test"):
+        entries = index.get(split)
+        if not isinstance(entries, list) or not entries:
+            raise DataError(f"{path}: expected a non-empty '{split}' list of entries")
+    for split, entries in index.items():
+        for entry in entries:
+            if not isinstance(entry, list) or len(entry) != len(layout.fields):
+                raise DataError(
+                    f"{path}: every '{split}' entry must be a list of {len(layout.fields)} paths "
+                    f"({', '.join(layout.fields)}); found {entry!r}"
+                )
+    return index
+
+
+def split_entries(index: Mapping[str, list[list[str]]], split: str, seed: int) -> list[list[str]]:
+    """The entries of ``split`` (``train``, ``val`` or ``test``); without a ``val`` list, a seeded
+    :data:`VAL_FRACTION` of ``train`` is ``val`` and the rest ``train``.
+
+    Example:
+        >>> index = {"train": [[str(i)] for i in range(10)], "test": [["t"]]}
+        >>> len(split_entries(index, "train", 0)), len(split_entries(index, "val", 0))
+        (9, 1)
+    """
+    if split == "test" or "val" in index:
+        return list(index[split])
+    train = list(index["train"])
+    held = max(1, round(VAL_FRACTION * len(train))) if len(train) > 1 else 0
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    val_ids = set(order[:held])
+    if split == "val":
+        return [e for i, e in enumerate(train) if i in val_ids] or train
+    return [e for i, e in enumerate(train) if i not in val_ids]
+
+
+class IndexedDataset(Dataset):
+    """Samples ``{"image": (3,H,W) float, <task>: label}`` (DESIGN §3) read from the files of an
+    index, decoded by ``layout`` and augmented by :func:`~cutlib.data.transforms.real_transform`.
+
+    Args:
+        layout: the dataset's layout.
+        root: its root folder.
+        entries: the index entries of the split.
+        tasks: the tasks to return.
+        train: training augmentation (random scale, flip, crop to ``crop``) or evaluation.
+        crop: the training crop (H, W).
+        eval_size: the evaluation size (H, W); default the stored size.
+        options: decoding options of the layout (defaults filled in).
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        root: Path,
+        entries: Sequence[Sequence[str]],
+        tasks: Sequence[TaskSpec],
+        *,
+        train: bool,
+        crop: tuple[int, int],
+        eval_size: tuple[int, int] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        unknown = sorted(set(options or {}) - set(layout.options))
+        if unknown:
+            valid = ", ".join(layout.options) or "none"
+            raise ValueError(f"{layout.name}: unknown data option {unknown[0]!r}; valid: {valid}")
+        self.layout = layout
+        self.root = root
+        self.entries = [list(e) for e in entries]
+        self.tasks = tuple(tasks)
+        self.options = {**layout.options, **(options or {})}
+        self.transform = real_transform(train, crop, layout.native_size, eval_size)
+        self._seg_keys = tuple(t.name for t in self.tasks if t.kind == "seg")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def read(self, index: int) -> dict[str, np.ndarray]:
+        """The raw arrays of entry ``index``, one per field of the layout."""
+        paths = dict(zip(self.layout.fields, self.entries[index], strict=True))
+        wanted = {"image", *(t.name for t in self.tasks)}
+        return {f: self.layout.read[f](self.root / p) for f, p in paths.items() if f in wanted}
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        sample = self.layout.to_sample(self.read(index), self.options)
+        sample = {k: v for k, v in sample.items() if k == "image" or k in self._task_names}
+        return unwrap(self.transform(sample), self._seg_keys)
+
+    @property
+    def _task_names(self) -> set[str]:
+        return {t.name for t in self.tasks}
+
+
+def check_layout(
+    layout: Layout, root: Path, samples: int = 8, seed: int = 0
+) -> tuple[list[FileProblem], dict[str, int]]:
+    """Validate a dataset folder: the index, that every file it names exists, and, for up to
+    ``samples`` entries per split (seeded choice), that each file reads with the expected shape,
+    dtype and values (``layout.validate``). A file is reported once, with its first problem.
+
+    Returns:
+        The problems (empty when the layout is valid) and the number of entries per split.
+    """
+    try:
+        index = read_index(layout, root)
+    except DataError as err:
+        path = root if not root.is_dir() else root / layout.index_file
+        return [FileProblem(path, str(err).split(": ", 1)[-1])], {}
+    problems: dict[Path, FileProblem] = {}  # one line per file, the first problem found
+    decoded: set[Path] = set()
+    sizes = {split: len(entries) for split, entries in index.items()}
+    rng = random.Random(seed)
+    for split, entries in index.items():
+        for entry in entries:
+            for name, rel in zip(layout.fields, entry, strict=True):
+                path = root / rel
+                if path not in problems and not path.is_file():
+                    problems[path] = FileProblem(path, f"missing ({split} {name} file)")
+        checked = rng.sample(range(len(entries)), min(samples, len(entries)))
+        for i in checked:
+            for name, rel in zip(layout.fields, entries[i], strict=True):
+                path = root / rel
+                if path in problems or path in decoded:
+                    continue
+                decoded.add(path)
+                try:
+                    array = layout.read[name](path)
+                except Exception as err:  # any decoder failure is a problem of that file
+                    problems[path] = FileProblem(path, f"unreadable {name} file ({err})")
+                    continue
+                wrong = layout.validate[name](array)
+                if wrong:
+                    problems[path] = FileProblem(path, wrong)
+    return list(problems.values()), sizes
+
+
+def expect(
+    array: np.ndarray,
+    shape: tuple[int | None, ...],
+    dtypes: Sequence[str],
+    what: str,
+) -> str | None:
+    """``None`` if ``array`` has the ``shape`` (``None`` = any length) and one of ``dtypes``;
+    otherwise what is wrong, saying what was expected.
+
+    Example:
+        >>> expect(np.zeros((2, 3), np.float64), (2, None), ["float32"], "depth")
+        'wrong dtype float64 (expected depth as float32)'
+    """
+    expected = "×".join("any" if s is None else str(s) for s in shape)
+    if array.ndim != len(shape) or any(
+        s is not None and a != s for a, s in zip(array.shape, shape, strict=True)
+    ):
+        found = "×".join(str(s) for s in array.shape)
+        return f"wrong shape {found} (expected {what} of shape {expected})"
+    if str(array.dtype) not in dtypes:
+        return f"wrong dtype {array.dtype} (expected {what} as {' or '.join(dtypes)})"
+    return None
+
+
+def as_tensor(array: np.ndarray) -> Tensor:
+    """A tensor over a (contiguous copy of a) numpy array."""
+    return torch.from_numpy(np.ascontiguousarray(array))
