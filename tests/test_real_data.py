@@ -37,13 +37,17 @@ def _entry(sample_id: str) -> list[str]:
     ]
 
 
+def _write_index(path: Path, entries: list[list[str]]) -> None:
+    """An index that trains and tests on the same entries (a tiny dataset)."""
+    path.write_text(json.dumps({"train": entries, "test": entries}))
+
+
 @pytest.fixture
 def nyuv2_root(tmp_path: Path) -> Path:
     """The four samples as a tiny dataset: a copy with an index that trains and tests on them."""
     root = tmp_path / "nyuv2"
     shutil.copytree(SAMPLES, root, ignore=shutil.ignore_patterns("README*"))
-    entries = [_entry(i) for i in IDS]
-    (root / "nyu_v2_3task.json").write_text(json.dumps({"train": entries, "test": entries}))
+    _write_index(root / "nyu_v2_3task.json", [_entry(i) for i in IDS])
     return root
 
 
@@ -287,7 +291,7 @@ def _write_cityscapes(root: Path, count: int = 2) -> None:
             labels = rng.integers(-1, classes, (256, 512)).astype(np.int64)
             np.save(root / name, labels)
         entries.append(names)
-    (root / "cityscape.json").write_text(json.dumps({"train": entries, "test": entries}))
+    _write_index(root / "cityscape.json", entries)
 
 
 def test_cityscapes_loader_reads_the_documented_format(tmp_path: Path) -> None:
@@ -326,7 +330,7 @@ def _write_taskonomy(root: Path, count: int = 2) -> None:
             names.append(f"building/{kind}/{i}.png")
             Image.fromarray(array).save(root / names[-1])
         entries.append(names)
-    (root / "taskonomy.json").write_text(json.dumps({"train": entries, "test": entries}))
+    _write_index(root / "taskonomy.json", entries)
 
 
 def test_taskonomy_loader_reads_the_documented_format(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 
 from cutlib.data.nyuv2 import read_npy
-from cutlib.data.real import Layout, as_tensor, expect
+from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task
 from cutlib.data.transforms import IgnoreValueMask
 from cutlib.tasks import TaskSpec
 
@@ -83,7 +83,7 @@ LAYOUT = Layout(
     name="cityscapes",
     description="Cityscapes (AdaShare layout): seg 19 classes, depth",
     tasks=(
-        TaskSpec("seg", "seg", CLASSES, 1.0, IGNORE, tuple(f"class {i}" for i in range(CLASSES))),
+        numbered_seg_task(CLASSES, IGNORE),
         TaskSpec("depth", "depth", 1, 20.0),
     ),
     index_file="cityscape.json",

@@ -36,7 +36,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
 
-from cutlib.data.real import Layout, as_tensor, expect
+from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task
 from cutlib.data.transforms import IgnoreValueMask, SurfaceNormals
 from cutlib.tasks import TaskSpec
 
@@ -130,7 +130,7 @@ LAYOUT = Layout(
     name="nyuv2",
     description="NYUv2 (AdaShare layout): seg 40 classes, surface normals, depth",
     tasks=(
-        TaskSpec("seg", "seg", CLASSES, 1.0, IGNORE, tuple(f"class {i}" for i in range(CLASSES))),
+        numbered_seg_task(CLASSES, IGNORE),
         TaskSpec("sn", "sn", 3, 20.0),
         TaskSpec("depth", "depth", 1, 3.0),
     ),

@@ -83,6 +83,17 @@ class Layout:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+def numbered_seg_task(classes: int, ignore: int = 255) -> TaskSpec:
+    """The segmentation task of a real dataset whose files carry no class names: ``class 0`` …
+
+    Example:
+        >>> numbered_seg_task(19).class_names[-1]
+        'class 18'
+    """
+    names = tuple(f"class {i}" for i in range(classes))
+    return TaskSpec("seg", "seg", classes, 1.0, ignore, names)
+
+
 def default_root(name: str) -> Path:
     """``data/<name>/`` of the project (or of the working directory for an installed package)."""
     from cutlib.io import project_root

@@ -37,7 +37,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 
 from cutlib.data.nyuv2 import decode_normals, read_png
-from cutlib.data.real import Layout, as_tensor, expect
+from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task
 from cutlib.data.transforms import IgnoreValueMask, SurfaceNormals
 from cutlib.tasks import TaskSpec
 
@@ -118,7 +118,7 @@ LAYOUT = Layout(
     name="taskonomy",
     description="Tiny-Taskonomy (AdaShare layout): seg 17 classes, normals, depth, keypoint, edge",
     tasks=(
-        TaskSpec("seg", "seg", CLASSES, 1.0, IGNORE, tuple(f"class {i}" for i in range(CLASSES))),
+        numbered_seg_task(CLASSES, IGNORE),
         TaskSpec("sn", "sn", 3, 3.0),
         TaskSpec("depth", "depth", 1, 2.0),
         TaskSpec("keypoint", "keypoint", 1, 7.0, IGNORE),
