@@ -182,7 +182,8 @@ def test_data_check_on_an_empty_folder_and_bad_arguments(
 ) -> None:
     assert main(["data", "check", "nyuv2", "--root", str(tmp_path)]) == 2
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "nyu_v2_3task.json" in out[0] and "is missing" in out[0]
+    assert len(out) == 1 and out[0].startswith(f"{tmp_path / 'nyu_v2_3task.json'}: missing")
+    assert out[0].count("nyu_v2_3task.json:") == 1 and "data/README.md" in out[0]
     assert main(["data", "check", "kitti"]) == 2
     assert "valid: nyuv2" in capsys.readouterr().err
     assert main(["data", "info", "--root", str(tmp_path)]) == 0

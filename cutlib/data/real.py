@@ -223,11 +223,15 @@ def check_layout(
     Returns:
         The problems (empty when the layout is valid) and the number of entries per split.
     """
+    index_path = root / layout.index_file
+    if not root.is_dir():
+        return [FileProblem(root, f"missing (no such folder). {layout.download}")], {}
+    if not index_path.is_file():
+        return [FileProblem(index_path, f"missing (the index file). {layout.download}")], {}
     try:
         index = read_index(layout, root)
-    except DataError as err:
-        path = root if not root.is_dir() else root / layout.index_file
-        return [FileProblem(path, str(err).split(": ", 1)[-1])], {}
+    except DataError as err:  # a malformed index: its message names the file
+        return [FileProblem(index_path, str(err).removeprefix(f"{index_path}: "))], {}
     problems: dict[Path, FileProblem] = {}  # one line per file, the first problem found
     decoded: set[Path] = set()
     sizes = {split: len(entries) for split, entries in index.items()}
