@@ -27,7 +27,7 @@ import cutlib
 from cutlib.checkpoint import load_model, save_model
 from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS, RunContext
 from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks, load_dataset
-from cutlib.data.real import DataError, default_root, read_index
+from cutlib.data.real import default_root, read_index
 from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
 from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, pretrain
@@ -66,7 +66,8 @@ class RunConfig:
             ValueError: with one line naming the valid choices, for an unknown dataset, method,
                 task, profile or protocol, or a sparsity outside [0, 1).
             cutlib.data.real.DataError: a real dataset that is missing or malformed (the
-                message says how to get it), or a data root given for a synthetic dataset.
+                message says how to get it); ValueError for a data root given to a synthetic
+                dataset.
         """
         info = dataset_info(self.dataset)
         data_root = self.data_root
@@ -75,7 +76,7 @@ class RunConfig:
             read_index(REAL_LAYOUTS[self.dataset], folder)  # present and well-formed, or stop
             data_root = str(folder.resolve()) if data_root else None
         elif data_root is not None:
-            raise DataError(f"{self.dataset} is rendered, not read: it takes no data root")
+            raise ValueError(f"{self.dataset} is rendered, not read: it takes no data root")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
         tasks = tuple(t.name for t in select_tasks(info.tasks, self.tasks))

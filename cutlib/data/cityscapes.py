@@ -24,8 +24,7 @@ import numpy as np
 from torch import Tensor
 from torchvision import tv_tensors
 
-from cutlib.data.nyuv2 import read_npy
-from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task
+from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task, read_npy
 from cutlib.data.transforms import IgnoreValueMask
 from cutlib.tasks import TaskSpec
 

@@ -28,15 +28,13 @@ names.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
 
-from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task
+from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task, read_npy, read_png
 from cutlib.data.transforms import IgnoreValueMask, SurfaceNormals
 from cutlib.tasks import TaskSpec
 
@@ -51,21 +49,6 @@ DOWNLOAD = (
     "normal_mask/ and depth/ sit side by side (or pass that folder as --data-root); "
     "data/README.md has the steps, and `cutlib data check nyuv2` validates them."
 )
-
-
-def read_png(path: Path) -> np.ndarray:
-    """A PNG as stored: (H, W) for one channel, (H, W, C) otherwise (RGB order, uint8, or uint16
-    for 16-bit files), read with Pillow."""
-    with Image.open(path) as image:
-        array = np.array(image)  # a writable copy
-    return (
-        array.astype(np.uint16) if array.dtype.kind in "iu" and array.dtype.itemsize > 1 else array
-    )
-
-
-def read_npy(path: Path) -> np.ndarray:
-    """A ``.npy`` array (no pickles: nothing in a data file is executed)."""
-    return np.load(path, allow_pickle=False)
 
 
 def _check_image(a: np.ndarray) -> str | None:

@@ -14,6 +14,7 @@ all of them) is held out as ``val``.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -33,20 +35,24 @@ from cutlib.tasks import TaskSpec
 VAL_FRACTION = 0.1
 
 
-class DataError(ValueError):
-    """A dataset that is missing or malformed: the message says what is expected where, and
-    how to get it (``cutlib data``)."""
-
-
 @dataclass(frozen=True)
 class FileProblem:
-    """One problem found by :func:`check_layout`: the file (or folder) and what is wrong."""
+    """One problem of a dataset folder: the file (or folder) and what is wrong."""
 
     path: Path
     problem: str
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem}"
+
+
+class DataError(ValueError):
+    """A dataset that is missing or malformed (:attr:`problem`): the message says what is
+    expected where, and how to get it (``cutlib data``)."""
+
+    def __init__(self, problem: FileProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -102,35 +108,42 @@ def default_root(name: str) -> Path:
 
 
 def read_index(layout: Layout, root: Path) -> dict[str, list[list[str]]]:
-    """The index of ``layout`` under ``root``, with its ``train`` and ``test`` lists checked.
+    """The index of ``layout`` under ``root``, with its ``train`` and ``test`` lists checked
+    (parsed once per version of the file: runs, splits and the grid all ask for it).
 
     Raises:
         DataError: the root or the index file is missing, or the index is malformed.
     """
     if not root.is_dir():
-        raise DataError(
-            f"{layout.name}: no dataset at {root} (the folder does not exist). {layout.download}"
-        )
+        problem = f"missing (the folder does not exist): no {layout.name} dataset here. "
+        raise DataError(FileProblem(root, problem + layout.download))
     path = root / layout.index_file
     if not path.is_file():
-        raise DataError(f"{layout.name}: {path} is missing. {layout.download}")
+        raise DataError(FileProblem(path, f"missing (the index file). {layout.download}"))
+    stat = path.stat()  # a new version of the file is parsed anew
+    return _parsed_index(path, stat.st_mtime_ns, stat.st_size, layout.fields)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_index(path: Path, mtime_ns: int, size: int, fields: tuple[str, ...]) -> dict:
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable json index ({err})") from err
+        raise DataError(FileProblem(path, f"not a readable json index ({err})")) from err
     if not isinstance(index, dict):
-        raise DataError(f"{path}: expected a json object with 'train' and 'test' lists")
+        raise DataError(FileProblem(path, "expected a json object with 'train' and 'test' lists"))
     for split in ("train", "test"):
         entries = index.get(split)
         if not isinstance(entries, list) or not entries:
-            raise DataError(f"{path}: expected a non-empty '{split}' list of entries")
+            raise DataError(FileProblem(path, f"expected a non-empty '{split}' list of entries"))
     for split, entries in index.items():
         for entry in entries:
-            if not isinstance(entry, list) or len(entry) != len(layout.fields):
-                raise DataError(
-                    f"{path}: every '{split}' entry must be a list of {len(layout.fields)} paths "
-                    f"({', '.join(layout.fields)}); found {entry!r}"
+            if not isinstance(entry, list) or len(entry) != len(fields):
+                problem = (
+                    f"every '{split}' entry must be a list of {len(fields)} paths "
+                    f"({', '.join(fields)}); found {entry!r}"
                 )
+                raise DataError(FileProblem(path, problem))
     return index
 
 
@@ -193,24 +206,20 @@ class IndexedDataset(Dataset):
         self.options = {**layout.options, **(options or {})}
         self.transform = real_transform(train, crop, layout.native_size, eval_size)
         self._seg_keys = tuple(t.name for t in self.tasks if t.kind == "seg")
+        #: the fields read for a sample: the image and the files of these tasks only
+        self._fields = {"image", *(t.name for t in self.tasks)}
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def read(self, index: int) -> dict[str, np.ndarray]:
-        """The raw arrays of entry ``index``, one per field of the layout."""
-        paths = dict(zip(self.layout.fields, self.entries[index], strict=True))
-        wanted = {"image", *(t.name for t in self.tasks)}
-        return {f: self.layout.read[f](self.root / p) for f, p in paths.items() if f in wanted}
+        """The raw arrays of entry ``index``: the image and the files of this dataset's tasks."""
+        paths = zip(self.layout.fields, self.entries[index], strict=True)
+        return {f: self.layout.read[f](self.root / p) for f, p in paths if f in self._fields}
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         sample = self.layout.to_sample(self.read(index), self.options)
-        sample = {k: v for k, v in sample.items() if k == "image" or k in self._task_names}
         return unwrap(self.transform(sample), self._seg_keys)
-
-    @property
-    def _task_names(self) -> set[str]:
-        return {t.name for t in self.tasks}
 
 
 def check_layout(
@@ -223,15 +232,10 @@ def check_layout(
     Returns:
         The problems (empty when the layout is valid) and the number of entries per split.
     """
-    index_path = root / layout.index_file
-    if not root.is_dir():
-        return [FileProblem(root, f"missing (no such folder). {layout.download}")], {}
-    if not index_path.is_file():
-        return [FileProblem(index_path, f"missing (the index file). {layout.download}")], {}
     try:
         index = read_index(layout, root)
-    except DataError as err:  # a malformed index: its message names the file
-        return [FileProblem(index_path, str(err).removeprefix(f"{index_path}: "))], {}
+    except DataError as err:
+        return [err.problem], {}
     problems: dict[Path, FileProblem] = {}  # one line per file, the first problem found
     decoded: set[Path] = set()
     sizes = {split: len(entries) for split, entries in index.items()}
@@ -282,6 +286,21 @@ def expect(
     if str(array.dtype) not in dtypes:
         return f"wrong dtype {array.dtype} (expected {what} as {' or '.join(dtypes)})"
     return None
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG as stored: (H, W) for one channel, (H, W, C) otherwise (RGB order, uint8, or uint16
+    for 16-bit files), read with Pillow."""
+    with Image.open(path) as image:
+        array = np.array(image)  # a writable copy
+    return (
+        array.astype(np.uint16) if array.dtype.kind in "iu" and array.dtype.itemsize > 1 else array
+    )
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array (no pickles: nothing in a data file is executed)."""
+    return np.load(path, allow_pickle=False)
 
 
 def as_tensor(array: np.ndarray) -> Tensor:

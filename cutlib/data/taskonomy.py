@@ -36,8 +36,8 @@ import numpy as np
 from torch import Tensor
 from torchvision import tv_tensors
 
-from cutlib.data.nyuv2 import decode_normals, read_png
-from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task
+from cutlib.data.nyuv2 import decode_normals
+from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task, read_png
 from cutlib.data.transforms import IgnoreValueMask, SurfaceNormals
 from cutlib.tasks import TaskSpec
 

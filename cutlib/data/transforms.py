@@ -90,19 +90,10 @@ def real_transform(
             RandomHorizontalFlip(p=0.5),
             v2.RandomCrop(crop, pad_if_needed=True, fill=PAD_FILL),
         ]
-    elif eval_size is not None:
-        steps += [_ResizeIfNeeded(eval_size)]
+    elif eval_size is not None:  # a no-op on inputs already of that size
+        steps += [v2.Resize(eval_size)]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGE_MEAN, IMAGE_STD)]
     return v2.Compose(steps)
-
-
-class _ResizeIfNeeded(v2.Resize):
-    """``v2.Resize`` to an exact (H, W) that leaves inputs already of that size untouched."""
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if tuple(inpt.shape[-2:]) == tuple(self.size):
-            return inpt
-        return super().transform(inpt, params)
 
 
 def unwrap(sample: dict[str, Any], seg_keys: tuple[str, ...]) -> dict[str, Tensor]:
