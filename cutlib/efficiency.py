@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import copy
 import gzip
-import json
 import os
 import platform
 import tempfile
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from itertools import product
 from pathlib import Path
@@ -379,9 +378,15 @@ class _Deployments:
     (``torch``), a channels-last copy (``torch_channels_last``), or an ONNX Runtime session per
     thread count over the variant's ONNX export in a temporary folder (``onnxruntime``)."""
 
-    def __init__(self, models: Mapping[str, nn.Module], input_size: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, nn.Module],
+        input_size: tuple[int, int],
+        onnx_files: Mapping[str, Path],
+    ) -> None:
         self.models = models
         self.input_size = input_size
+        self.onnx_files = onnx_files
         self.folder = tempfile.TemporaryDirectory(prefix="cutlib-latency-")
         self.cache: dict[tuple[str, str, int], Any] = {}
 
@@ -406,8 +411,8 @@ class _Deployments:
 
         if not isinstance(model, SceneNet):
             raise TypeError(f"onnxruntime latency needs SceneNet variants; {name!r} is not")
-        path = Path(self.folder.name) / f"{_slug(name)}.onnx"
-        if not path.exists():
+        path = self.onnx_files.get(name) or Path(self.folder.name) / f"{_slug(name)}.onnx"
+        if not Path(path).exists():
             export_onnx(model, path, self.input_size)
         return onnx_session(path, threads)
 
@@ -423,6 +428,7 @@ def measure_latency(
     in_channels: int = 3,
     seed: int = 0,
     runtimes: Sequence[Runtime] = ("torch",),
+    onnx_files: Mapping[str, Path] | None = None,
 ) -> pd.DataFrame:
     """Forward-pass latency of every variant with ``torch.utils.benchmark`` (PAPER_NOTES §8.4).
 
@@ -441,7 +447,10 @@ def measure_latency(
       (:func:`cutlib.export.onnx_session`), ``session.run(None, {"image": x})``: what a CPU
       edge deployment runs. ONNX Runtime folds BN into the convolutions, fuses the ReLUs and
       has far less per-operator overhead than eager PyTorch, so a small model's time follows
-      its FLOPs more closely.
+      its FLOPs more closely. ``onnx_files`` maps a variant to an export of it already on disk
+      (:func:`onnx_exports` of an :func:`efficiency_table` folder), which is then timed instead
+      of exporting it again (an export takes seconds); the others are exported to a temporary
+      folder.
 
     Measurements are interleaved in one process: for each repeat, for each thread count, for each
     batch size, for each runtime, every variant in turn.
@@ -473,7 +482,7 @@ def measure_latency(
         for name, model in models.items()
         for b in batch_sizes
     }
-    deployments = _Deployments(models, input_size)
+    deployments = _Deployments(models, input_size, onnx_files or {})
     rows = []
     total = repeats * len(threads) * len(batch_sizes) * len(runtimes) * len(models)
     with ExitStack() as stack, tqdm(total=total, desc="latency", disable=not progress) as bar:
@@ -569,22 +578,16 @@ def efficiency_table(
     ``peak memory MB (batch N)`` (:func:`peak_inference_memory`, ``"tensors"`` method, at
     ``memory_batch``). GFLOP, parameters and memory are of the deployed model (masks folded).
 
-    ONNX keeps dense initialisers, so its size depends on the architecture only: it is exported
-    once per distinct ``model.config()`` (each export takes seconds) and that size is reused for
-    the other variants of the same architecture. ``onnx=False`` skips it (NaN column), as does a
-    missing onnx / onnxscript.
+    Every variant is exported to ONNX (keeping dense initialisers, so its size depends on the
+    architecture only); :func:`onnx_exports` finds those files again, so that
+    :func:`measure_latency` times them without exporting twice. ``onnx=False`` skips it (NaN
+    column), as does a missing onnx / onnxscript.
     """
     rows = []
     shape = (1, in_channels, *input_size)
-    onnx_by_architecture: dict[str, int | None] = {}
     for name, model in tqdm(variants.items(), desc="efficiency", disable=not progress):
-        architecture = json.dumps(model.config(), sort_keys=True, default=str)
-        export = onnx and architecture not in onnx_by_architecture
         folder = Path(directory) / _slug(name)
-        sizes = file_sizes(model, folder, input_size if export else None, gzip_level)
-        if export:
-            onnx_by_architecture[architecture] = sizes["onnx"]
-        onnx_bytes = onnx_by_architecture.get(architecture)
+        sizes = file_sizes(model, folder, input_size if onnx else None, gzip_level)
         model = deployed(model)
         params = parameter_summary(model)
         counts = flop_counts(model, shape)
@@ -603,11 +606,18 @@ def efficiency_table(
                 f"gzip-{gzip_level} MB": sizes["state_dict_gzip"] / MB,
                 "sparse fp32 MB": sizes["sparse_fp32"] / MB,
                 "sparse fp16 MB": sizes["sparse_fp16"] / MB,
-                "ONNX MB": _mb(onnx_bytes),
+                "ONNX MB": _mb(sizes["onnx"]),
                 f"peak memory MB (batch {memory_batch})": peak_inference_memory(model, x) / MB,
             }
         )
     return pd.DataFrame(rows)
+
+
+def onnx_exports(directory: Path, names: Iterable[str]) -> dict[str, Path]:
+    """The ONNX export :func:`efficiency_table` left in ``directory`` for each variant of
+    ``names`` that has one (none when it ran with ``onnx=False``)."""
+    files = {name: Path(directory) / _slug(name) / "model.onnx" for name in names}
+    return {name: path for name, path in files.items() if path.exists()}
 
 
 def _mb(nbytes: int | None) -> float:

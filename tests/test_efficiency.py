@@ -19,6 +19,7 @@ from cutlib.efficiency import (
     latency_summary,
     measure_latency,
     merge_latency,
+    onnx_exports,
     parameter_summary,
     peak_inference_memory,
     sparse_flops,
@@ -248,6 +249,40 @@ def test_latency_runtimes_are_interleaved(tiny_net: SceneNet) -> None:
     ]
     assert merged["PyTorch NHWC latency ms (batch 1, 1 thr)"].notna().all()
     assert merged["ORT latency ms (batch 1, 2 thr)"].notna().all()
+
+
+def test_latency_times_the_efficiency_tables_onnx_exports(
+    tiny_net: SceneNet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    variants = {"dense, all": tiny_net, "one head": copy.deepcopy(tiny_net).keep_tasks(["seg"])}
+    table = efficiency_table(variants, (32, 32), tmp_path, progress=False)
+    exports = onnx_exports(tmp_path, variants)
+    assert set(exports) == set(variants)
+    assert table["ONNX MB"].tolist() == [exports[n].stat().st_size / 1e6 for n in variants]
+    assert onnx_exports(tmp_path / "elsewhere", variants) == {}
+
+    def no_second_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr("cutlib.export.export_onnx", no_second_export)
+    df = measure_latency(
+        variants,
+        (32, 32),
+        (1,),
+        (1,),
+        0.01,
+        1,
+        progress=False,
+        runtimes=("onnxruntime",),
+        onnx_files=exports,
+    )
+    assert (df["median_ms"] > 0).all()
+    with pytest.raises(AssertionError, match="exported again"):  # without them it exports
+        measure_latency(
+            variants, (32, 32), (1,), (1,), 0.01, 1, progress=False, runtimes=("onnxruntime",)
+        )
 
 
 def test_measure_latency_rejects_bad_runtimes(tiny_net: SceneNet) -> None:
