@@ -233,7 +233,10 @@ def export_onnx(
     one output per task named after it, in ``model.task_names`` order. It uses the
     ``torch.export``-based exporter (``dynamo=True``; the TorchScript exporter is deprecated),
     writes the weights inside the file (no external data, so the model must be < 2 GB) and
-    ``opset`` ``None`` means the exporter's default. The caller's model is not modified.
+    ``opset`` ``None`` means the exporter's default. The exporter's per-node debugging metadata is
+    dropped (:func:`_strip_node_metadata`), so the file carries no path of the exporting machine
+    and the same model gives the same bytes wherever cutlib is installed. The caller's model is
+    not modified.
 
     Raises:
         ImportError: if ``onnx`` or ``onnxscript`` is not installed.
@@ -253,9 +256,21 @@ def export_onnx(
         dynamo=True,
         verbose=False,
     )
+    _strip_node_metadata(program.model)
     path = Path(path)
     _atomic_write(path, lambda tmp: program.save(tmp, external_data=False))
     return path
+
+
+def _strip_node_metadata(model: Any) -> None:
+    """Clear every node's ``metadata_props`` in an ``onnx_ir`` model (graph, subgraphs and
+    functions): the exporter records there the Python stack trace of each operator (absolute
+    source paths of the exporting machine), FX node names and module hierarchies, useful to debug
+    an export and out of place in a graph shipped to a device. Graph-level metadata stays."""
+    graphs = [model.graph, *model.functions.values()]
+    for graph in graphs:
+        for node in graph.all_nodes():
+            node.metadata_props.clear()
 
 
 def onnx_session(path: Path, threads: int | None = None) -> Any:

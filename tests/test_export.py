@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+import cutlib
 from cutlib.checkpoint import save_model
 from cutlib.cli import main
 from cutlib.export import (
     SPARSE_FORMAT,
     dense_nbytes,
     export_checkpoint,
+    export_onnx,
     load_sparse,
     onnx_parity,
     pack_bits,
@@ -184,6 +186,10 @@ def test_onnx_export_two_heads_matches_torch(
     assert [i.name for i in graph.input] == ["image"]
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     assert [o.name for o in graph.output] == ["seg", "depth"]
+    assert not any(node.metadata_props for node in graph.node)  # no stack traces, no paths
+    assert str(Path(cutlib.__file__).parent).encode() not in out.read_bytes()
+    again = export_onnx(model, tmp_path / "elsewhere" / "again.onnx", (32, 48))
+    assert again.read_bytes() == out.read_bytes()  # the same model, the same bytes
     batch = torch.randn(3, 3, 32, 48, generator=torch.Generator().manual_seed(4))
     diffs = onnx_parity(model, out, batch)
     assert list(diffs) == ["seg", "depth"]
