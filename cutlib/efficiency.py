@@ -183,6 +183,10 @@ def _onnx_available() -> bool:
     return find_spec("onnx") is not None
 
 
+#: The name of the ONNX export :func:`file_sizes` writes in its folder.
+ONNX_FILE = "model.onnx"
+
+
 def file_sizes(
     model: SceneNet,
     directory: Path,
@@ -234,7 +238,7 @@ def file_sizes(
     sizes["onnx"] = None
     if input_size is not None and _onnx_available():
         try:
-            written = export_onnx(model_out, directory / "model.onnx", input_size=input_size)
+            written = export_onnx(model_out, directory / ONNX_FILE, input_size=input_size)
         except ImportError:  # the exporter (onnxscript) is missing: no ONNX size
             pass
         else:
@@ -586,7 +590,7 @@ def efficiency_table(
     rows = []
     shape = (1, in_channels, *input_size)
     for name, model in tqdm(variants.items(), desc="efficiency", disable=not progress):
-        folder = Path(directory) / _slug(name)
+        folder = _variant_folder(directory, name)
         sizes = file_sizes(model, folder, input_size if onnx else None, gzip_level)
         model = deployed(model)
         params = parameter_summary(model)
@@ -616,8 +620,13 @@ def efficiency_table(
 def onnx_exports(directory: Path, names: Iterable[str]) -> dict[str, Path]:
     """The ONNX export :func:`efficiency_table` left in ``directory`` for each variant of
     ``names`` that has one (none when it ran with ``onnx=False``)."""
-    files = {name: Path(directory) / _slug(name) / "model.onnx" for name in names}
+    files = {name: _variant_folder(directory, name) / ONNX_FILE for name in names}
     return {name: path for name, path in files.items() if path.exists()}
+
+
+def _variant_folder(directory: Path, name: str) -> Path:
+    """Where :func:`efficiency_table` writes the files of variant ``name``."""
+    return Path(directory) / _slug(name)
 
 
 def _mb(nbytes: int | None) -> float:
