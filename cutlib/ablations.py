@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from cutlib.data import dataset_tasks
+from cutlib.data import dataset_info
 from cutlib.experiments import RunConfig, pretrained_task_scores
 from cutlib.grid import GridCell
 from cutlib.metrics import delta_mtl
-from cutlib.profiles import load_profile
 from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut
 from cutlib.pruning.fusion import FUSION_RULES
 from cutlib.pruning.masks import BACKBONE, Masks, owned_by
@@ -169,8 +168,7 @@ def ablation_row(variant: Variant, record: Mapping[str, Any], same_as: str) -> d
     Δ_MTL before and after fine-tuning, and each task's main metric."""
     details = record["details"]
     reference = record["reference"]["dense"]
-    settings = load_profile(record["profile"], record["dataset"])
-    specs = select_tasks(dataset_tasks(record["dataset"], settings), record["tasks"])
+    specs = select_tasks(dataset_info(record["dataset"]).tasks, record["tasks"])
     directions = {t.name: t.metric_directions for t in specs}
     row = {
         "family": variant.family,

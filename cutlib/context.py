@@ -11,7 +11,10 @@ or from scratch, and may train over several rounds:
   across them.
 - ``paper``: from the pre-trained model, F iterations per round; from scratch, the schedule the
   reference code uses, per round: ``finetune`` (the CUT code's SNIP and random baselines) or
-  ``pretrain`` (DiSparse, RigL).
+  ``pretrain`` (DiSparse, RigL). A method with its own authors' code (DiSparse's three variants)
+  also takes that code's hyperparameters: the profile's ``baselines.paper_protocol.<method>``
+  sections are merged over the profile for its runs (:func:`cutlib.profiles.method_settings`), so
+  ``profile`` here is already the method's.
 
 So under ``fair`` every deployed model has had P + F optimiser steps since its random
 initialisation, however it was obtained; under ``paper`` a network pruned at initialisation may get
@@ -31,8 +34,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from cutlib.checkpoint import load_model
-from cutlib.data import load_dataset
-from cutlib.metrics import conventions_from_name, evaluate
+from cutlib.data import load_dataset, metric_conventions
+from cutlib.metrics import evaluate
 from cutlib.models import SceneNet
 from cutlib.pruning.importance import (
     GRADIENT_CRITERIA,
@@ -149,7 +152,7 @@ class RunContext:
     def test_metrics(self, model: torch.nn.Module, tasks: tuple[TaskSpec, ...] | None = None):
         """Metrics of ``model`` on the test split (the selected tasks by default)."""
         loader = DataLoader(self.dataset("test"), batch_size=self.profile["eval"]["batch_size"])
-        conventions = conventions_from_name(self.profile["eval"].get("conventions", "standard"))
+        conventions = metric_conventions(self.config.dataset, self.profile)
         return evaluate(
             model, loader, tasks or self.tasks, conventions=conventions, device=self.device
         )

@@ -33,7 +33,14 @@ from cutlib.io import read_json, results_dir, write_json
 from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, pretrain
 from cutlib.metrics import delta_mtl
 from cutlib.models import SceneNet
-from cutlib.profiles import DEFAULT_PROFILE, check_profile_name, load_profile, run_settings
+from cutlib.profiles import (
+    DEFAULT_PROFILE,
+    check_profile_name,
+    load_profile,
+    method_settings,
+    paper_protocol_methods,
+    run_settings,
+)
 from cutlib.pruning.importance import BNMode, TaskScores, scoring_batches, task_importance
 from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
 from cutlib.tasks import select_tasks
@@ -81,6 +88,13 @@ class RunConfig:
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
         tasks = tuple(t.name for t in select_tasks(info.tasks, self.tasks))
         check_profile_name(self.profile)
+        settings = load_profile(self.profile, self.dataset)
+        unknown = set(paper_protocol_methods(settings)) - set(METHODS)
+        if unknown:
+            raise ValueError(
+                f"profile {self.profile!r}: baselines.paper_protocol names an unknown method "
+                f"{sorted(unknown)[0]!r}; valid methods: {', '.join(METHODS)}"
+            )
         if self.protocol not in PROTOCOLS:
             raise ValueError(
                 f"unknown protocol {self.protocol!r}; valid protocols: {', '.join(PROTOCOLS)}"
@@ -255,20 +269,24 @@ def run(
     return RunRecord(directory, read_json(directory / "metrics.json"))
 
 
+def run_context(
+    config: RunConfig, device: torch.device, progress: bool, pretrained: Path | None
+) -> RunContext:
+    """The context a run of ``config`` hands its method: the profile as that method trains with
+    it under the run's protocol (:func:`cutlib.profiles.method_settings`) and the dataset's tasks
+    as the run trains them (:func:`cutlib.data.dataset_tasks`: loss and class weights)."""
+    profile = method_settings(
+        load_profile(config.profile, config.dataset), config.method, config.protocol
+    )
+    all_tasks = dataset_tasks(config.dataset, profile, config.data_root)
+    selected = select_tasks(all_tasks, config.tasks)
+    return RunContext(config, profile, all_tasks, selected, device, progress, pretrained)
+
+
 def _execute(config: RunConfig, directory: Path, device: torch.device, progress: bool) -> None:
     start = time.perf_counter()
-    profile = load_profile(config.profile, config.dataset)
-    all_tasks = dataset_tasks(config.dataset, profile)
     pretrained = None if config.is_pretraining else pretrained_run(config, device, progress)
-    ctx = RunContext(
-        config,
-        profile,
-        all_tasks,
-        select_tasks(all_tasks, config.tasks),
-        device,
-        progress,
-        pretrained,
-    )
+    ctx = run_context(config, device, progress, pretrained)
     task_names = config.tasks or ()
     result = pretrain(ctx) if pretrained is None else METHODS[config.method](ctx)
     fold_masks(result.model)  # pruned weights become plain zeros before counting and saving

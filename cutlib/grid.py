@@ -24,8 +24,9 @@ parallel grid and a serial grid give identical tables when each run gets the sam
 ``threads`` (:func:`run_grid` sets it; by default 1 per run when ``jobs > 1``).
 
 A method that starts from the pre-trained model and trains once (:data:`PROTOCOL_FREE`) trains
-identically under both protocols (:mod:`cutlib.context`); the grid makes its run once and reports
-it under every protocol the block lists.
+identically under both protocols (:mod:`cutlib.context`) unless the profile gives it its own
+authors' settings under ``paper`` (``baselines.paper_protocol``, :func:`trains_alike`); the grid
+then makes its run once and reports it under every protocol the block lists.
 """
 
 from __future__ import annotations
@@ -43,17 +44,33 @@ import torch
 from tqdm.auto import tqdm
 
 from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS
-from cutlib.data import dataset_info, dataset_tasks
+from cutlib.data import dataset_info
 from cutlib.experiments import RunConfig, run, run_directory, run_id
 from cutlib.io import read_json, results_dir
 from cutlib.methods import DENSE, METHODS
-from cutlib.profiles import load_profile
+from cutlib.profiles import load_profile, method_settings, paper_protocol_methods
 
 #: Methods whose training does not depend on the protocol: they start from the pre-trained model
-#: and train once with the ``finetune`` schedule under both (:meth:`RunContext.schedule`).
+#: and train once with the ``finetune`` schedule under both (:meth:`RunContext.schedule`), unless
+#: the profile sets them apart under ``paper`` (:func:`trains_alike`).
 PROTOCOL_FREE: frozenset[str] = frozenset(
     {DENSE, "cut", "disparse_pt", "magnitude", "cut_structured", "channel_magnitude"}
 )
+
+
+def trains_alike(method: str, settings: Mapping[str, Any]) -> bool:
+    """Whether ``method`` trains identically under both protocols with the loaded profile
+    ``settings``: it is in :data:`PROTOCOL_FREE` and the profile's ``baselines.paper_protocol``
+    gives it no settings of its own.
+
+    Example:
+        >>> trains_alike("disparse_pt", load_profile("quick")), trains_alike("snip", {})
+        (True, False)
+        >>> trains_alike("disparse_pt", load_profile("paper", "nyuv2"))
+        False
+    """
+    return method in PROTOCOL_FREE and method not in paper_protocol_methods(dict(settings))
+
 
 #: Columns that identify a grid cell in :func:`collect`'s table (``task``/``metric`` add the
 #: measurement; ``value`` is the number).
@@ -154,6 +171,7 @@ def grid_cells(
             info = dataset_info(dataset)
             if wanted is not None and dataset not in wanted:
                 continue
+            dataset_settings = load_profile(profile, dataset)
             selections = [_selection(t) for t in block.get("tasks") or [info.task_names]]
             protocols = sorted({p for ps in block["methods"].values() for p in ps})
             for tasks, seed in ((t, s) for t in selections for s in seeds):
@@ -163,7 +181,8 @@ def grid_cells(
                 for method, method_protocols in block["methods"].items():
                     for sparsity in block["sparsities"]:
                         for protocol in method_protocols:
-                            trained = DEFAULT_PROTOCOL if method in PROTOCOL_FREE else protocol
+                            alike = trains_alike(method, dataset_settings)
+                            trained = DEFAULT_PROTOCOL if alike else protocol
                             config = RunConfig(
                                 dataset, method, tasks, sparsity, profile, seed, protocol=trained
                             )
@@ -187,14 +206,17 @@ def planned_iterations(config: RunConfig) -> int:
 
     ``dense``: P for the pre-training, 0 for a selection of its heads; one-shot pre-trained
     methods: F; ``imp``: F (``fair``) or R·F (``paper``); ``lth``: F or R·(P − k); from scratch:
-    P + F (``fair``) or the reference schedule (``paper``). A test checks these against the steps
+    P + F (``fair``) or the reference schedule (``paper``). Under ``paper`` P and F are the
+    method's own (:func:`cutlib.profiles.method_settings`). A test checks these against the steps
     every method records in ``metrics.json``.
 
     Example:
         >>> planned_iterations(RunConfig("synth-nyuv2", "snip", profile="smoke").validated())
         50
     """
-    settings = load_profile(config.profile, config.dataset)
+    settings = method_settings(
+        load_profile(config.profile, config.dataset), config.method, config.protocol
+    )
     pretrain, finetune = settings["pretrain"]["iterations"], settings["finetune"]["iterations"]
     rounds = int(settings["baselines"]["rounds"])
     paper = config.protocol == "paper"
@@ -359,8 +381,7 @@ def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
             "achieved_sparsity": record["sparsity"]["achieved"],
             "steps_since_init": training.get("iterations_since_initialisation"),
         }
-        settings = load_profile(config.profile, config.dataset)
-        specs = {t.name: t for t in dataset_tasks(config.dataset, settings)}
+        specs = {t.name: t for t in dataset_info(config.dataset).tasks}  # metric directions
         for task, values in record["metrics"].items():
             directions = specs[task].metric_directions
             for metric, value in values.items():

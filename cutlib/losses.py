@@ -81,8 +81,9 @@ def task_loss(
 ) -> Tensor:
     """Unweighted loss L_t of one task (PAPER_NOTES §6.1).
 
-    seg: cross-entropy, a weighted mean Σ w_y·CE / Σ w_y when ``class_weights`` (C,) is given (the
-    Taskonomy ``semseg_prior_factor``); sn: 1 − mean cosine between the L2-normalised prediction
+    seg: cross-entropy, a weighted mean Σ w_y·CE / Σ w_y with the class weights w of
+    ``class_weights`` (C,) or else of ``spec.class_weights`` (Taskonomy's ``semseg_prior_factor``),
+    a plain mean without either; sn: 1 − mean cosine between the L2-normalised prediction
     and label; depth, keypoint, edge: L1. A batch without any valid pixel gives a zero loss that
     still backpropagates (zero gradients).
 
@@ -91,7 +92,7 @@ def task_loss(
         pred: model output (B, C, h, w): logits for seg, a raw 3-vector for sn, values otherwise.
         target: labels at full resolution in the conventions of :mod:`cutlib.tasks`.
         align: ``"upsample"`` the prediction or ``"downsample"`` the label (reference code).
-        class_weights: optional per-class weights for seg.
+        class_weights: per-class weights for seg, instead of ``spec.class_weights``.
     """
     pred, target = _align(pred, target, align)
     valid = valid_mask(spec, target)
@@ -100,6 +101,8 @@ def task_loss(
         return pred.sum() * 0
     if spec.kind == "seg":
         labels = torch.where(valid, target, _CE_IGNORE).long()
+        if class_weights is None and spec.class_weights is not None:
+            class_weights = pred.new_tensor(spec.class_weights)
         return F.cross_entropy(pred, labels, weight=class_weights, ignore_index=_CE_IGNORE)
     if spec.kind == "sn":
         per_pixel = 1 - (unit_vectors(pred) * unit_vectors(target)).sum(dim=1)

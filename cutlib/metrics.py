@@ -42,22 +42,35 @@ _DELTA_NAMES = ("delta_1.25", "delta_1.25^2", "delta_1.25^3")
 DEPTH_FLOOR: float = 1e-6
 
 
+#: How a per-pixel quantity is averaged over a split (:class:`MetricConventions`).
+Averaging = Literal["global", "per_image", "per_batch"]
+
+
 @dataclass(frozen=True)
 class MetricConventions:
     """How metrics are computed where the usual definitions and the reference code differ.
 
     The defaults are the usual definitions; :data:`REFERENCE` sets every field to the behaviour
-    of the reference evaluation code (PAPER_NOTES §6.2–6.3).
+    of the reference evaluation code on NYUv2 (PAPER_NOTES §6.2–6.3), and
+    :func:`cutlib.data.metric_conventions` adjusts it to what that code does on another dataset.
 
     Attributes:
         miou: ``"present"`` averages IoU over classes with a non-empty union;
             ``"tp"`` only over classes with at least one true positive (reference).
         pixel_acc: ``"global"`` pools all pixels of the split; ``"per_image"`` averages per-image
-            accuracies (reference, with test batch size 1).
-        depth_errors: ``"global"`` pools abs/rel errors over pixels; ``"per_image"`` averages
-            per-image means (reference). δ is pooled in both.
-        normals: ``"unit"`` measures angles between unit normals; ``"color"`` between the colour
-            encodings 127.5·(n + 1) (reference on NYUv2, a compressed angle scale).
+            accuracies (reference, with test batch size 1); ``"per_batch"`` averages the pooled
+            accuracy of each evaluation batch, weighted by its size (reference, any batch size:
+            Taskonomy's test batches hold 16 images).
+        depth_errors: ``"global"`` pools abs/rel errors over pixels; ``"per_image"`` and
+            ``"per_batch"`` average per-image or per-batch means as for ``pixel_acc``. δ is pooled
+            in all three.
+        map_errors: the same choice for the keypoint and edge ``err``.
+        ignored_pixels: ``"excluded"``: seg pixels labelled with the ignore value count nowhere;
+            ``"wrong"``: they count as wrong in pixel accuracy (reference on Cityscapes, whose void
+            label −1 passes its ``label < classes`` test; mIoU still leaves them out).
+        normals: ``"unit"`` measures angles between the vectors as labelled and predicted;
+            ``"color"`` between the colour encodings 127.5·(n + 1) of unit normals (reference on
+            NYUv2, a compressed angle scale).
         clamp_depth: clamp depth predictions to ≥ 1e-6 for rel_err and δ; without it (reference) a
             negative prediction counts as a δ hit.
         upsample: how predictions reach label resolution: ``"bilinear"`` or ``"nearest"``
@@ -65,11 +78,13 @@ class MetricConventions:
     """
 
     miou: Literal["present", "tp"] = "present"
-    pixel_acc: Literal["global", "per_image"] = "global"
-    depth_errors: Literal["global", "per_image"] = "global"
+    pixel_acc: Averaging = "global"
+    depth_errors: Averaging = "global"
     normals: Literal["unit", "color"] = "unit"
     clamp_depth: bool = True
     upsample: Literal["bilinear", "nearest"] = "bilinear"
+    map_errors: Averaging = "global"
+    ignored_pixels: Literal["excluded", "wrong"] = "excluded"
 
     def __post_init__(self) -> None:
         for name, hint in get_type_hints(type(self)).items():
@@ -86,6 +101,7 @@ REFERENCE = MetricConventions(
     normals="color",
     clamp_depth=False,
     upsample="nearest",
+    map_errors="per_image",
 )
 _CONVENTIONS = {"standard": STANDARD, "reference": REFERENCE}
 
@@ -136,20 +152,31 @@ class TaskEvaluator:
         self._sums[name] = self._sums[name] + value if name in self._sums else value
 
     def _add_mean(self, name: str, values: Tensor, valid: Tensor) -> None:
-        """Accumulate a per-pixel quantity (B, H, W) over the valid pixels, pooled and per image."""
+        """Accumulate a per-pixel quantity (B, H, W) over the valid pixels: pooled, per image
+        and per batch (the batch's pooled mean weighted by its size; a batch without a valid
+        pixel adds nothing)."""
         sums = torch.where(valid, values.double(), 0.0).flatten(1).sum(1)
         counts = valid.flatten(1).sum(1)
+        total, count = sums.sum(), counts.sum()
         per_image = (sums / counts.clamp(min=1)).sum()
-        self._add(name, torch.stack([sums.sum(), counts.sum(), per_image, (counts > 0).sum()]))
+        batch = (count > 0).double() * valid.shape[0]
+        per_batch = batch * total / count.clamp(min=1)
+        stats = [total, count, per_image, (counts > 0).sum(), per_batch, batch]
+        self._add(name, torch.stack([s.double() for s in stats]))
 
     def _totals(self, name: str, size: int) -> list[float]:
         """The accumulated statistic ``name`` as floats (zeros before the first update)."""
         return self._sums[name].tolist() if name in self._sums else [0.0] * size
 
-    def _mean(self, name: str, per_image: bool) -> float:
-        """Mean of a quantity accumulated by :meth:`_add_mean`: pooled, or mean of image means."""
-        total, pixels, image_means, images = self._totals(name, 4)
-        return _ratio(image_means, images) if per_image else _ratio(total, pixels)
+    def _mean(self, name: str, averaging: Averaging) -> float:
+        """Mean of a quantity accumulated by :meth:`_add_mean`: pooled over pixels, mean of
+        image means, or size-weighted mean of batch means."""
+        total, pixels, image_means, images, batch_means, batched = self._totals(name, 6)
+        if averaging == "per_image":
+            return _ratio(image_means, images)
+        if averaging == "per_batch":
+            return _ratio(batch_means, batched)
+        return _ratio(total, pixels)
 
 
 class SegEvaluator(TaskEvaluator):
@@ -160,10 +187,11 @@ class SegEvaluator(TaskEvaluator):
         label = pred.argmax(dim=1)
         pairs = target[valid].long() * classes + label[valid]  # row: ground truth, column: pred
         self._add("confusion", torch.bincount(pairs, minlength=classes**2).view(classes, classes))
-        self._add_mean("correct", (label == target).double(), valid)
+        scored = valid if self.conventions.ignored_pixels == "excluded" else torch.ones_like(valid)
+        self._add_mean("correct", ((label == target) & valid).double(), scored)
 
     def compute(self) -> dict[str, float]:
-        pixel_acc = self._mean("correct", self.conventions.pixel_acc == "per_image")
+        pixel_acc = self._mean("correct", self.conventions.pixel_acc)
         if math.isnan(pixel_acc):
             return {"mIoU": math.nan, "pixel_acc": pixel_acc}
         cm = self._sums["confusion"].double()
@@ -217,23 +245,24 @@ class DepthEvaluator(TaskEvaluator):
         self._add("delta", torch.stack([ratio.new_tensor(ratio.numel()), *hits]))
 
     def compute(self) -> dict[str, float]:
-        per_image = self.conventions.depth_errors == "per_image"
+        averaging = self.conventions.depth_errors
         count, *hits = self._totals("delta", 1 + len(_DELTA_NAMES))
         return {
-            "abs_err": self._mean("abs_err", per_image),
-            "rel_err": self._mean("rel_err", per_image),
+            "abs_err": self._mean("abs_err", averaging),
+            "rel_err": self._mean("rel_err", averaging),
             **{key: _ratio(h, count) for key, h in zip(_DELTA_NAMES, hits, strict=True)},
         }
 
 
 class ErrorEvaluator(TaskEvaluator):
-    """``err``: mean absolute error over the valid pixels of the split (keypoint, edge)."""
+    """``err``: mean absolute error over the valid pixels (keypoint, edge), averaged as
+    ``map_errors`` says."""
 
     def _update(self, pred: Tensor, target: Tensor, valid: Tensor) -> None:
         self._add_mean("err", (pred[:, 0] - target[:, 0]).abs(), valid)
 
     def compute(self) -> dict[str, float]:
-        return {"err": self._mean("err", per_image=False)}
+        return {"err": self._mean("err", self.conventions.map_errors)}
 
 
 _EVALUATORS: dict[str, type[TaskEvaluator]] = {

@@ -112,15 +112,19 @@ def prediction_to_label(task: TaskSpec, pred: Tensor, size: tuple[int, int]) -> 
 
 
 def plot_samples(
-    samples: Sequence[Mapping[str, Tensor]], tasks: Sequence[TaskSpec], title: str | None = None
+    samples: Sequence[Mapping[str, Tensor]],
+    tasks: Sequence[TaskSpec],
+    title: str | None = None,
+    normalization: str = "imagenet",
 ) -> Figure:
-    """One row per sample: the image, then every task's label."""
+    """One row per sample: the image (shown after undoing ``normalization``, the profile's
+    :func:`~cutlib.data.image_normalization`), then every task's label."""
     cols = 1 + len(tasks)
     fig, axes = plt.subplots(
         len(samples), cols, figsize=(2.2 * cols, 2.2 * len(samples)), squeeze=False
     )
     for row, sample in zip(axes, samples, strict=True):
-        row[0].imshow(denormalize(sample["image"]).permute(1, 2, 0).cpu().numpy())
+        row[0].imshow(denormalize(sample["image"], normalization).permute(1, 2, 0).cpu().numpy())
         for ax, task in zip(row[1:], tasks, strict=True):
             ax.imshow(label_to_rgb(task, sample[task.name]))
     for ax, name in zip(axes[0], ["image"] + [_KIND_TITLES[t.kind] for t in tasks], strict=True):
@@ -135,9 +139,13 @@ def plot_samples(
 
 @torch.no_grad()
 def plot_predictions(
-    model: nn.Module, samples: Sequence[Mapping[str, Tensor]], tasks: Sequence[TaskSpec]
+    model: nn.Module,
+    samples: Sequence[Mapping[str, Tensor]],
+    tasks: Sequence[TaskSpec],
+    normalization: str = "imagenet",
 ) -> Figure:
-    """One row per sample: the image, then ground truth and prediction for every task."""
+    """One row per sample: the image (shown after undoing ``normalization``), then ground truth
+    and prediction for every task."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -149,7 +157,7 @@ def plot_predictions(
         len(samples), cols, figsize=(2.0 * cols, 2.0 * len(samples)), squeeze=False
     )
     for i, (row, sample) in enumerate(zip(axes, samples, strict=True)):
-        row[0].imshow(denormalize(sample["image"]).permute(1, 2, 0).cpu().numpy())
+        row[0].imshow(denormalize(sample["image"], normalization).permute(1, 2, 0).cpu().numpy())
         for j, task in enumerate(tasks):
             truth = sample[task.name]
             pred = prediction_to_label(task, outputs[task.name][i], tuple(truth.shape[-2:]))

@@ -68,6 +68,9 @@ class TaskSpec:
         ignore_value: label value marking invalid pixels (seg, keypoint, edge); ``None`` if the
             kind has its own rule (sn: zero vector, depth: 0).
         class_names: names of the segmentation classes, for plots and tables.
+        class_weights: per-class weights w_c of the seg cross-entropy, a weighted mean
+            Σ w_y·CE / Σ w_y (Taskonomy's ``semseg_prior_factor``, PAPER_NOTES §6.1); ``None``
+            weighs every class alike.
 
     Example:
         >>> TaskSpec("seg", "seg", channels=13, ignore_value=255).metric_directions["mIoU"]
@@ -80,6 +83,7 @@ class TaskSpec:
     loss_weight: float = 1.0
     ignore_value: int | float | None = None
     class_names: tuple[str, ...] = field(default=(), compare=False)
+    class_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -90,6 +94,13 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r} needs at least one output channel")
         if self.kind == "seg" and self.ignore_value is None:
             raise ValueError(f"segmentation task {self.name!r} needs an ignore_value")
+        if self.class_weights is not None and (
+            self.kind != "seg" or len(self.class_weights) != self.channels
+        ):
+            raise ValueError(
+                f"task {self.name!r}: class weights need a seg task and one weight per class "
+                f"({self.channels}), got {len(self.class_weights)}"
+            )
 
     @property
     def metric_directions(self) -> dict[str, bool]:

@@ -154,8 +154,9 @@ def train(
     checkpoint (loaded into ``model`` on return).
 
     ``on_step(iteration, batch)``, when given, is called after every optimiser step with the
-    iteration number (from 1) and the batch just used: dynamic sparse training updates its masks
-    there, and pre-training saves its rewinding checkpoint.
+    iteration number (from 1) and the batch just used, and once before the first step with
+    iteration 0 and the first batch: dynamic sparse training updates its masks there, and
+    pre-training saves its rewinding checkpoint.
 
     Only parameters with ``requires_grad`` are optimised, so frozen parts stay frozen. The seed
     fixes the sampling order and augmentation; with the same seed on the same CPU, two runs are
@@ -185,6 +186,8 @@ def train(
     bar = tqdm(range(1, config.iterations + 1), desc=description, disable=not progress, leave=False)
     for iteration in bar:
         batch = to_device(next(batches), device)
+        if iteration == 1 and on_step is not None:
+            on_step(0, batch)
         total, per_task = multitask_loss(tasks, model(batch["image"]), batch, align=config.align)
         optimizer.zero_grad(set_to_none=True)
         total.backward()

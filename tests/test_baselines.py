@@ -9,13 +9,14 @@ import copy
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import cutlib.context as context
 from cutlib.checkpoint import load_model
 from cutlib.context import RunContext
-from cutlib.experiments import RunConfig, RunRecord, pretrained_run, run
+from cutlib.experiments import RunConfig, RunRecord, pretrained_run, run, run_context
 from cutlib.grid import planned_iterations
 from cutlib.losses import multitask_loss
 from cutlib.methods import METHODS
@@ -25,7 +26,7 @@ from cutlib.pruning.importance import joint_importance, task_importance
 from cutlib.pruning.masks import BACKBONE, prunable_weights
 from cutlib.pruning.thresholds import Ranking
 from cutlib.tasks import TaskSpec
-from cutlib.train import TrainResult
+from cutlib.train import TrainConfig, TrainResult
 
 PRUNING = [
     "disparse_static",
@@ -313,3 +314,74 @@ def test_unknown_protocol_and_options_are_rejected() -> None:
         RunConfig("synth-nyuv2", "snip", options=(("fusion", "vote"),)).validated()
     with pytest.raises(ValueError, match="unknown criterion 'l2'"):
         RunConfig("synth-nyuv2", "disparse_pt", options=(("criterion", "l2"),)).validated()
+
+
+#: DiSparse's own settings (its config_nyuv2.py, config_cityscapes.py and config_taskonomy.py, and
+#: its training scripts): the schedule of its from-scratch variants (static, dynamic), the
+#: fine-tuning of its pre-trained variant (constant LR: its scheduler stays on an old optimiser),
+#: and the batch its static variant scores with.
+DISPARSE = {
+    "nyuv2": {
+        "scratch": TrainConfig(20000, 16, 1e-3, 5e-4, 4000, 0.5, 50),
+        "pt": TrainConfig(1000, 16, 1e-5, 5e-4, eval_every=50),
+        "scoring_batch": 16,
+    },
+    "cityscapes": {
+        "scratch": TrainConfig(20000, 16, 1e-4, 5e-4, 4000, 0.5, 50),
+        "pt": TrainConfig(1000, 16, 1e-5, 5e-4, eval_every=50),
+        "scoring_batch": 16,
+    },
+    "taskonomy": {
+        "scratch": TrainConfig(100000, 16, 1e-4, 5e-4, 12000, 0.3, 10000),
+        "pt": TrainConfig(4000, 16, 1e-6, 5e-4, eval_every=10000),
+        "scoring_batch": 4,
+    },
+}
+
+
+def _same_schedule(actual: TrainConfig, expected: TrainConfig) -> bool:
+    """Equal schedules; a learning rate that never decays within the run counts as constant
+    whatever its nominal period."""
+
+    def constant(c: TrainConfig) -> bool:
+        return c.lr_gamma == 1.0 or c.lr_step >= c.iterations
+
+    fields = ("iterations", "batch_size", "lr", "weight_decay", "eval_every")
+    if any(getattr(actual, f) != pytest.approx(getattr(expected, f)) for f in fields):
+        return False
+    if constant(expected):
+        return constant(actual)
+    return (actual.lr_step, actual.lr_gamma) == (expected.lr_step, expected.lr_gamma)
+
+
+@pytest.mark.parametrize("dataset", sorted(DISPARSE))
+def test_disparse_variants_train_on_disparse_schedules_under_paper(
+    dataset: str, tmp_path: Path
+) -> None:
+    """Under ``--protocol paper`` each DiSparse variant gets DiSparse's own hyperparameters on
+    each dataset (the run's context, as :func:`cutlib.experiments.run` builds it); under
+    ``fair``, and for CUT's own baselines, the profile's schedules are unchanged."""
+    np.save(tmp_path / "semseg_prior_factor.npy", np.ones(17, np.float32))  # Taskonomy's weights
+    expected = DISPARSE[dataset]
+
+    def context(method: str, protocol: str) -> RunContext:
+        config = RunConfig(
+            dataset, method, None, 0.9, "paper", protocol=protocol, data_root=str(tmp_path)
+        )
+        return run_context(config, torch.device("cpu"), False, None)
+
+    for method in ("disparse_static", "disparse_dynamic"):
+        ctx = context(method, "paper")
+        assert _same_schedule(ctx.schedule("scratch", "pretrain"), expected["scratch"]), method
+    static = context("disparse_static", "paper")
+    assert static.profile["scoring"]["batch_size"] == expected["scoring_batch"]
+    dynamic = context("disparse_dynamic", "paper").profile["baselines"]["dynamic"]
+    assert dynamic["update_at_start"] is True  # its masks change before the first step too
+    pt = context("disparse_pt", "paper")
+    assert _same_schedule(pt.schedule("pretrained"), expected["pt"])
+    assert planned_iterations(pt.config) == expected["pt"].iterations  # the grid's plan too
+    cut_profile = load_profile("paper", dataset)
+    for method in ("disparse_static", "disparse_pt", "snip", "cut"):
+        fair = context(method, "fair")
+        assert fair.profile == cut_profile  # fair leaves every method on the CUT code's profile
+    assert context("snip", "paper").profile == cut_profile

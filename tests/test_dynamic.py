@@ -91,6 +91,9 @@ def test_update_iterations_avoid_evaluations() -> None:
     assert update_iterations(5, 37) == [5, 10, 15, 20, 25, 30, 35]
     assert update_iterations(5, 37, {15, 30, 45, 50}) == [5, 10, 14, 20, 25, 29, 35]
     assert update_iterations(1, 4, {1, 2, 3}) == []  # nothing left between evaluations
+    # DiSparse's code also updates at iteration 0, before the first step
+    assert update_iterations(5, 37, {15, 30}, at_start=True) == [0, 5, 10, 14, 20, 25, 29, 35]
+    assert update_iterations(5, 0, at_start=True) == []  # no updates at all with T_end = 0
     schedule = TrainConfig(iterations=50, batch_size=8, lr=1e-3, eval_every=15)
     assert schedule.evaluation_iterations() == {15, 30, 45, 50}
 
@@ -275,3 +278,17 @@ def test_dynamic_methods_end_to_end(
     if method == "disparse_dynamic":
         assert bool(weights[STEM].ne(0).all())
         assert details["erk_dense_layers"][0] == STEM
+
+
+def test_an_update_at_start_moves_weights_before_any_training() -> None:
+    net, batch = _setup(["seg", "depth"], density=0.1)
+    budget = _counts(masks_of(net))
+    before = masks_of(net)
+    updater = DynamicSparsity(
+        net, deployed_shapes(net), UnionOfTaskGradients(list(net.tasks)), every=5, end=20,
+        alpha=0.5, regrow="stale", at_start=True,
+    )  # fmt: skip
+    updater(0, batch)
+    assert updater.updates == 1 and updater.moved > 0
+    after = masks_of(net)
+    assert _counts(after) == budget and any(not torch.equal(before[n], after[n]) for n in after)

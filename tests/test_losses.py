@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -51,6 +52,13 @@ def test_cross_entropy_two_pixels_and_class_weights() -> None:
     assert task_loss(SEG, logits, target).item() == pytest.approx((ce_0 + ce_1) / 2)
     weighted = task_loss(SEG, logits, target, class_weights=torch.tensor([1.0, 3.0]))
     assert weighted.item() == pytest.approx((1 * ce_0 + 3 * ce_1) / 4)
+    # the weights a task carries (Taskonomy's semseg_prior_factor) are used by default
+    prior = replace(SEG, class_weights=(1.0, 3.0))
+    assert task_loss(prior, logits, target).item() == pytest.approx((1 * ce_0 + 3 * ce_1) / 4)
+    total, parts = multitask_loss([prior], {"seg": logits}, {"seg": target})
+    assert parts["seg"].item() == pytest.approx((1 * ce_0 + 3 * ce_1) / 4)
+    with pytest.raises(ValueError, match="one weight per class"):
+        replace(SEG, class_weights=(1.0, 2.0, 3.0))
 
 
 def normals(*vectors: tuple[float, float, float]) -> torch.Tensor:

@@ -50,7 +50,9 @@ def image(*rows: list[float]) -> torch.Tensor:
 def test_conventions_by_name() -> None:
     assert conventions_from_name("standard") == STANDARD == MetricConventions()
     assert conventions_from_name("reference") == REFERENCE
-    assert REFERENCE == MetricConventions("tp", "per_image", "per_image", "color", False, "nearest")
+    assert REFERENCE == MetricConventions(
+        "tp", "per_image", "per_image", "color", False, "nearest", "per_image"
+    )
     with pytest.raises(ValueError, match="standard, reference"):
         conventions_from_name("libmtl")
     with pytest.raises(ValueError, match="miou='all'; valid: present, tp"):
@@ -91,6 +93,38 @@ def test_pixel_acc_global_vs_per_image() -> None:
     assert score(SEG3, pred, target)["pixel_acc"] == pytest.approx(4 / 5)
     per_image = MetricConventions(pixel_acc="per_image")
     assert score(SEG3, pred, target, per_image)["pixel_acc"] == pytest.approx((1 + 0) / 2)
+
+
+def test_pixel_acc_per_batch_weighs_each_batch_by_its_size() -> None:
+    # batch 1 (one image): 3 of 4 valid pixels right; batch 2 (two images): 1 of 2 valid pixels
+    # right, all in the first image (the second has no valid pixel). Per batch, as the reference:
+    # (1 · 3/4 + 2 · 1/2) / 3; per image (3/4 + 1/2) / 2; pooled 4/6.
+    ev = {
+        averaging: make_evaluator(SEG3, MetricConventions(pixel_acc=averaging))
+        for averaging in ("global", "per_image", "per_batch")
+    }
+    first = (one_hot_logits([[0, 1], [2, 2]]), torch.tensor([[[0, 1], [2, 0]]]))
+    second = (
+        torch.cat([one_hot_logits([[1, 1], [0, 0]]), one_hot_logits([[0, 0], [0, 0]])]),
+        torch.tensor([[[1, 0], [255, 255]], [[255, 255], [255, 255]]]),
+    )
+    for evaluator in ev.values():
+        evaluator.update(*first)
+        evaluator.update(*second)
+    assert ev["per_batch"].compute()["pixel_acc"] == pytest.approx((3 / 4 + 2 * 1 / 2) / 3)
+    assert ev["per_image"].compute()["pixel_acc"] == pytest.approx((3 / 4 + 1 / 2) / 2)
+    assert ev["global"].compute()["pixel_acc"] == pytest.approx(4 / 6)
+
+
+def test_ignored_pixels_count_as_wrong_in_pixel_acc_only_when_asked() -> None:
+    # Cityscapes' void pixels: the reference counts them in pixel accuracy (always wrong), never
+    # in the confusion matrix
+    target = torch.tensor([[[0, 1, 255, 255]]])
+    pred = one_hot_logits([[0, 1, 0, 2]])
+    excluded = score(SEG3, pred, target)
+    wrong = score(SEG3, pred, target, MetricConventions(ignored_pixels="wrong"))
+    assert excluded["pixel_acc"] == 1.0 and wrong["pixel_acc"] == 0.5
+    assert excluded["mIoU"] == wrong["mIoU"] == 1.0
 
 
 # --- surface normals -----------------------------------------------------------------------------
@@ -178,6 +212,26 @@ def test_depth_errors_global_vs_per_image() -> None:
 def test_keypoint_error_skips_ignored_pixels() -> None:
     result = score(KEYPOINT, image([0.5, 0.5, 0.5]), image([0.0, 1.5, 255.0]))
     assert result == {"err": 0.75}
+
+
+def test_keypoint_error_pooled_per_image_and_per_batch() -> None:
+    # one batch of two images: errors (1, 1, 1) and (0); then a batch of one image: error (4)
+    batches = [
+        (
+            torch.cat([image([1.0, 1.0, 1.0]), image([0.0, 5.0, 5.0])]),
+            torch.cat([image([0.0, 0.0, 0.0]), image([0.0, 255.0, 255.0])]),
+        ),
+        (image([4.0, 9.0, 9.0]), image([0.0, 255.0, 255.0])),
+    ]
+    results = {}
+    for averaging in ("global", "per_image", "per_batch"):
+        evaluator = make_evaluator(KEYPOINT, MetricConventions(map_errors=averaging))
+        for pred, target in batches:
+            evaluator.update(pred, target)
+        results[averaging] = evaluator.compute()["err"]
+    assert results["global"] == pytest.approx(7 / 5)
+    assert results["per_image"] == pytest.approx((1 + 0 + 4) / 3)
+    assert results["per_batch"] == pytest.approx((2 * 3 / 4 + 1 * 4) / 3)
 
 
 def test_bilinear_vs_nearest_upsampling() -> None:

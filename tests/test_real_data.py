@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from cutlib.cli import main
 from cutlib.data import REAL_LAYOUTS, load_dataset
 from cutlib.data.nyuv2 import LAYOUT, decode_normals
 from cutlib.data.real import DataError, check_layout, read_index, split_entries
-from cutlib.data.transforms import IgnoreValueMask, SurfaceNormals, denormalize, real_transform
+from cutlib.data.transforms import (
+    IMAGE_MEAN,
+    IMAGE_STD,
+    IgnoreValueMask,
+    SurfaceNormals,
+    denormalize,
+    real_transform,
+)
 from cutlib.profiles import load_profile
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyuv2-samples"
@@ -310,6 +318,10 @@ def test_cityscapes_loader_reads_the_documented_format(tmp_path: Path) -> None:
     assert check_layout(REAL_LAYOUTS["cityscapes"], tmp_path) == ([], {"train": 2, "test": 2})
 
 
+#: The seg class weights of the Taskonomy fixture (classes 0–16).
+PRIOR = np.linspace(0.5, 2.1, 17).astype(np.float32)
+
+
 def _write_taskonomy(root: Path, count: int = 2) -> None:
     """Files in the documented Tiny-Taskonomy format (PAPER_NOTES §5.4), at 64×64."""
     from PIL import Image
@@ -332,6 +344,7 @@ def _write_taskonomy(root: Path, count: int = 2) -> None:
             Image.fromarray(array).save(root / names[-1])
         entries.append(names)
     _write_index(root / "taskonomy.json", entries)
+    np.save(root / "semseg_prior_factor.npy", PRIOR)
 
 
 def test_taskonomy_loader_reads_the_documented_format(tmp_path: Path) -> None:
@@ -360,3 +373,190 @@ def test_taskonomy_loader_reads_the_documented_format(tmp_path: Path) -> None:
     (tmp_path / "building" / "depth" / "1.png").unlink()
     problems, _ = check_layout(REAL_LAYOUTS["taskonomy"], tmp_path)
     assert [p.problem for p in problems] == ["missing (train depth file)"]  # once per file
+
+
+# --- the reference code's pipeline, metrics and losses on the real datasets ---------------------
+
+
+@pytest.mark.parametrize("layout", [LAYOUT, REAL_LAYOUTS["cityscapes"]], ids=lambda x: x.name)
+def test_random_scale_draws_s_in_half_to_one_and_a_half_of_the_stored_size(layout) -> None:
+    """On the non-square NYUv2 (480×640) and Cityscapes (256×512) sizes, the scaled image and
+    every label are int(s·H) × int(s·W) with s ∈ [0.5, 1.5) spread over the whole range, and the
+    labels are resampled without interpolation (seg ids, ignore values and unit normals)."""
+    height, width = layout.native_size
+    crop = (int(1.5 * height) + 1, int(1.5 * width) + 1)  # every scaled image fits whole
+    transform = real_transform(True, crop, (height, width))
+    classes = torch.arange(height * width).view(height, width) % 7
+    normals = torch.nn.functional.normalize(torch.randn(3, height, width), dim=0)
+    torch.manual_seed(0)
+    scales = []
+    for _ in range(60):
+        out = transform(
+            {
+                "image": tv_tensors.Image(torch.full((3, height, width), 200, dtype=torch.uint8)),
+                "seg": IgnoreValueMask(classes.to(torch.uint8)),
+                "sn": SurfaceNormals(normals),
+            }
+        )
+        kept = out["seg"] != 255  # the padding is the only ignore value
+        rows, cols = int(kept.any(1).sum()), int(kept.any(0).sum())
+        assert int(kept.sum()) == rows * cols  # one rectangle
+        scale = rows / height
+        assert abs(cols / width - scale) <= 2 / height  # one s for both sides
+        scales.append(scale)
+        assert set(out["seg"][kept].unique().tolist()) <= set(range(7))
+        assert torch.allclose(out["sn"][:, kept].norm(dim=0), torch.ones(()), atol=1e-5)
+        assert bool((out["sn"][:, ~kept] == 0).all())
+        black = (torch.zeros(3) - torch.tensor(IMAGE_MEAN)) / torch.tensor(IMAGE_STD)
+        padded = torch.isclose(out["image"], black[:, None, None], atol=1e-4).all(0)
+        assert torch.equal(padded, ~kept)  # the image covers exactly the labelled rectangle
+    assert 0.5 - 1 / height <= min(scales) < 0.55 and 1.45 < max(scales) < 1.5
+
+
+@needs_samples
+def test_caffe_normalisation_and_centred_padding_on_the_nyuv2_samples(nyuv2_root: Path) -> None:
+    caffe_mean_bgr = (104.00698793, 116.66876762, 122.67891434)  # the reference loaders' mean
+    smoke = load_profile("smoke")
+    reference = {**smoke["data"], "normalize": "caffe", "pad": "centred", "resolution": [800, 1000]}
+    profile = {**smoke, "data": reference}
+    test = load_dataset("nyuv2", "test", profile, 0, root=nyuv2_root)
+    raw = torch.from_numpy(test.read(0)["image"]).permute(2, 0, 1).double()
+    expected = raw.flip(0) - torch.tensor(caffe_mean_bgr, dtype=torch.float64).view(3, 1, 1)
+    image = test[0]["image"]
+    assert torch.allclose(image.double(), expected, atol=1e-3)  # BGR, 0–255, minus the mean
+    assert torch.allclose(denormalize(image, "caffe").double() * 255, raw, atol=1e-2)
+    train = load_dataset("nyuv2", "train", profile, 0, augment=True, root=nyuv2_root)
+    torch.manual_seed(0)
+    for index in range(len(train)):
+        image = train[index]["image"]
+        padding = -torch.tensor(caffe_mean_bgr).view(3, 1)
+        content = ~torch.isclose(image, padding[..., None], atol=1e-3).all(0)
+        rows, cols = content.any(1).nonzero()[:, 0], content.any(0).nonzero()[:, 0]
+        height, width = int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1
+        assert 0.5 <= height / 480 < 1.5
+        # the scaled image sits in the middle of the crop, as the reference pads it
+        assert (int(rows[0]), int(cols[0])) == ((800 - height) // 2, (1000 - width) // 2)
+    imagenet = load_dataset("nyuv2", "test", smoke, 0, root=nyuv2_root)[0]["image"]
+    assert float(imagenet.abs().max()) < 3 < float(image.abs().max())  # the ~58× input scale
+
+
+def _constant_metrics(dataset: str, root: Path, constants: dict, tasks: tuple[str, ...]) -> dict:
+    """Test metrics of a constant predictor on ``root`` with the paper profile's evaluation, as a
+    run measures them (:meth:`RunContext.test_metrics`)."""
+    from cutlib.context import RunContext
+    from cutlib.experiments import RunConfig
+    from cutlib.tasks import select_tasks
+    from cutlib.trivial import ConstantPredictor
+
+    profile = load_profile("paper", dataset)
+    specs = select_tasks(REAL_LAYOUTS[dataset].tasks, tasks)
+    config = RunConfig(dataset, "dense", tasks, 0.0, "paper", data_root=str(root))
+    ctx = RunContext(config, profile, specs, specs, torch.device("cpu"), False, None)
+    return ctx.test_metrics(ConstantPredictor(specs, constants))
+
+
+def test_taskonomy_normals_are_true_angles_under_the_reference_conventions(
+    tmp_path: Path,
+) -> None:
+    """The reference measures colour-vector angles on NYUv2 only: a true 30° error on
+    Taskonomy reads 30° under `reference` (the colour-space angle would read 11.3°)."""
+    from PIL import Image
+
+    _write_taskonomy(tmp_path)
+    colour = np.array([40, 200, 120], dtype=np.uint8)
+    for i in range(2):
+        Image.fromarray(np.tile(colour, (64, 64, 1))).save(tmp_path / f"building/normal/{i}.png")
+    truth = torch.from_numpy(decode_normals(colour[None, None], "unit")[:, 0, 0])
+    axis = torch.nn.functional.normalize(
+        torch.linalg.cross(truth, torch.tensor([1.0, 0, 0])), dim=0
+    )
+    angle = torch.tensor(math.radians(30))
+    rotated = truth * torch.cos(angle) + torch.linalg.cross(axis, truth) * torch.sin(angle)
+    metrics = _constant_metrics("taskonomy", tmp_path, {"sn": rotated}, ("sn",))
+    assert metrics["sn"]["angle_mean"] == pytest.approx(30.0, abs=0.01)
+    from cutlib.data import metric_conventions
+
+    paper = load_profile("paper", "taskonomy")
+    conventions = metric_conventions("taskonomy", paper)
+    assert conventions.normals == "unit" and conventions.pixel_acc == "per_batch"
+    assert conventions.depth_errors == conventions.map_errors == "per_batch"
+    nyuv2 = metric_conventions("nyuv2", load_profile("paper", "nyuv2"))
+    assert nyuv2.normals == "color" and nyuv2.pixel_acc == "per_image"
+    colour_data = {**paper, "data": {"options": {"normals": "colour"}}}  # raw colour targets
+    assert metric_conventions("nyuv2", colour_data).normals == "unit"  # no double encoding
+    assert metric_conventions("synth-taskonomy", paper).normals == "unit"
+    assert metric_conventions("taskonomy", load_profile("quick")).normals == "unit"
+
+
+def test_cityscapes_void_pixels_count_as_wrong_under_the_reference_conventions(
+    tmp_path: Path,
+) -> None:
+    """Per image (test batch 1): a constant class-3 predictor scores #(label = 3) over every
+    pixel, void (−1) included, under `reference`, and over the labelled pixels under
+    `standard`."""
+    _write_cityscapes(tmp_path)
+    labels = [np.load(tmp_path / "label19" / f"{i}.npy") for i in range(2)]
+    reference = _constant_metrics("cityscapes", tmp_path, {"seg": torch.tensor(3)}, ("seg",))
+    expected = np.mean([(a == 3).sum() / a.size for a in labels])
+    assert reference["seg"]["pixel_acc"] == pytest.approx(expected)
+    standard = load_dataset("cityscapes", "test", load_profile("smoke"), 0, root=tmp_path)
+    from cutlib.metrics import evaluate
+    from cutlib.trivial import ConstantPredictor
+
+    specs = REAL_LAYOUTS["cityscapes"].tasks[:1]
+    loader = torch.utils.data.DataLoader(standard, batch_size=1)
+    plain = evaluate(ConstantPredictor(specs, {"seg": torch.tensor(3)}), loader, specs)
+    assert plain["seg"]["pixel_acc"] == pytest.approx(
+        sum((a == 3).sum() for a in labels) / sum((a >= 0).sum() for a in labels)
+    )
+
+
+def test_taskonomy_seg_class_weights_come_from_the_prior_file(tmp_path: Path) -> None:
+    """The reference weighs Taskonomy's seg cross-entropy by semseg_prior_factor.npy: the task a
+    run trains and scores carries those weights, and its loss is the hand-computed weighted
+    mean Σ w_y·CE / Σ w_y."""
+    from cutlib.data import dataset_tasks
+    from cutlib.losses import task_loss
+
+    _write_taskonomy(tmp_path)
+    profile = load_profile("paper", "taskonomy")
+    seg = dataset_tasks("taskonomy", profile, tmp_path)[0]
+    assert seg.class_weights == pytest.approx(tuple(PRIOR.tolist()))
+    logits = torch.randn(1, 17, 2, 3, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([[[0, 5, 16], [255, 5, 9]]])
+    log_p = torch.log_softmax(logits, dim=1)[0]
+    pixels = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2)]  # (1, 0) is ignored
+    weights = [float(PRIOR[int(target[0, r, c])]) for r, c in pixels]
+    losses = [-float(log_p[int(target[0, r, c]), r, c]) for r, c in pixels]
+    expected = sum(w * ce for w, ce in zip(weights, losses, strict=True)) / sum(weights)
+    assert float(task_loss(seg, logits, target)) == pytest.approx(expected, rel=1e-5)
+    unweighted = {**profile, "data": {"options": {"seg_weights": "none"}}}
+    assert dataset_tasks("taskonomy", unweighted, tmp_path)[0].class_weights is None
+    (tmp_path / "semseg_prior_factor.npy").unlink()
+    with pytest.raises(DataError, match="semseg_prior_factor.npy: missing"):
+        dataset_tasks("taskonomy", profile, tmp_path)
+    problems, _ = check_layout(REAL_LAYOUTS["taskonomy"], tmp_path)
+    assert [p.path.name for p in problems] == ["semseg_prior_factor.npy"]
+    np.save(tmp_path / "semseg_prior_factor.npy", PRIOR[:5])
+    with pytest.raises(DataError, match="wrong shape 5"):
+        dataset_tasks("taskonomy", profile, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_taskonomy_run_trains_and_scores_with_the_class_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks a run trains, scores and saves carry the prior file's weights."""
+    from cutlib.checkpoint import load_model
+
+    monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path / "results"))
+    root = tmp_path / "taskonomy"
+    root.mkdir()
+    _write_taskonomy(root, count=6)
+    args = ["run", "--dataset", "taskonomy", "--data-root", str(root), "--method", "cut"]
+    args += ["--tasks", "seg,sn", "--profile", "smoke", "--quiet", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    seg = load_model(tmp_path / "o" / "model.pt").tasks[0]
+    assert seg.class_weights == pytest.approx(tuple(PRIOR.tolist()))
+    pretrained = next((tmp_path / "results" / "runs").glob("taskonomy-dense-*/model.pt"))
+    assert load_model(pretrained).tasks[0].class_weights == pytest.approx(tuple(PRIOR.tolist()))

@@ -53,3 +53,21 @@ def test_frozen_parameters_stay_frozen() -> None:
     before = {k: v.clone() for k, v in model.heads["sn"].state_dict().items()}
     train(model, tasks, train_set, val_set, TrainConfig(4, 8, 1e-2, eval_every=4), progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.heads["sn"].state_dict().items())
+
+
+def test_on_step_sees_iteration_zero_before_the_first_step_then_every_step() -> None:
+    """``on_step(0, batch)`` comes before any weight changes, with the batch the first step then
+    trains on (DiSparse's dynamic variant updates its masks there); then once per step."""
+    model, tasks, train_set, val_set = _setup()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    calls: list[tuple[int, torch.Tensor, bool]] = []
+
+    def record(iteration: int, batch: dict[str, torch.Tensor]) -> None:
+        unchanged = all(torch.equal(initial[k], v) for k, v in model.state_dict().items())
+        calls.append((iteration, batch["image"].clone(), unchanged))
+
+    config = TrainConfig(iterations=3, batch_size=4, lr=1e-2, eval_every=3)
+    train(model, tasks, train_set, val_set, config, progress=False, device="cpu", on_step=record)
+    assert [c[0] for c in calls] == [0, 1, 2, 3]
+    assert calls[0][2] and not calls[1][2]  # nothing trained yet at 0, the first step after
+    assert torch.equal(calls[0][1], calls[1][1])  # the same batch: 0 updates on it, 1 trains on it

@@ -18,8 +18,16 @@ from torch.utils.data import Dataset
 
 from cutlib.data import cityscapes, nyuv2, taskonomy
 from cutlib.data.arrays import ArrayDataset
-from cutlib.data.real import IndexedDataset, Layout, default_root, read_index, split_entries
+from cutlib.data.real import (
+    IndexedDataset,
+    Layout,
+    default_root,
+    read_index,
+    split_entries,
+    weighted_tasks,
+)
 from cutlib.data.synthetic import PRESETS, load_split
+from cutlib.metrics import MetricConventions, conventions_from_name
 from cutlib.tasks import TaskSpec
 
 SPLITS = ("train", "val", "test")
@@ -87,13 +95,49 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def dataset_tasks(name: str, profile: Mapping[str, Any] | None = None) -> tuple[TaskSpec, ...]:
-    """The tasks of dataset ``name``, with the profile's ``loss_weights`` overrides applied."""
+def dataset_tasks(
+    name: str, profile: Mapping[str, Any] | None = None, root: Path | str | None = None
+) -> tuple[TaskSpec, ...]:
+    """The tasks of dataset ``name`` as a run trains them: the profile's ``loss_weights``
+    overrides applied and, for a real dataset whose loss weighs its classes (Taskonomy), the class
+    weights read from its folder ``root`` (default ``data/<name>/``) unless the profile's data
+    options turn them off. (For the metric directions alone, :func:`dataset_info` reads nothing.)
+
+    Raises:
+        cutlib.data.real.DataError: a class weights file that is missing or malformed.
+    """
     weights = (profile or {}).get("loss_weights") or {}
-    return tuple(
+    tasks = tuple(
         replace(t, loss_weight=float(weights[t.name])) if t.name in weights else t
         for t in dataset_info(name).tasks
     )
+    if name not in REAL_LAYOUTS:
+        return tasks
+    folder = Path(root) if root is not None else default_root(name)
+    options = ((profile or {}).get("data") or {}).get("options")
+    return weighted_tasks(REAL_LAYOUTS[name], tasks, folder, options)
+
+
+def metric_conventions(dataset: str, profile: Mapping[str, Any]) -> MetricConventions:
+    """The metric conventions of the profile's ``eval.conventions`` for ``dataset``.
+
+    ``standard`` is the same everywhere. ``reference`` is the reference evaluation code as it
+    treats that dataset (:data:`cutlib.metrics.REFERENCE` with the layout's
+    ``reference_metrics``): normals in colour space on NYUv2 only, Cityscapes' void pixels wrong
+    in pixel accuracy, Taskonomy's means per test batch. A synthetic preset is treated as the
+    dataset it mirrors.
+
+    Example:
+        >>> metric_conventions("synth-taskonomy", {"eval": {"conventions": "reference"}}).normals
+        'unit'
+    """
+    name = profile["eval"].get("conventions", "standard")
+    conventions = conventions_from_name(name)
+    if name != "reference":
+        return conventions
+    layout = REAL_LAYOUTS.get(dataset) or REAL_LAYOUTS[dataset.removeprefix("synth-")]
+    options = (profile.get("data") or {}).get("options") if dataset in REAL_LAYOUTS else None
+    return replace(conventions, **layout.reference_metrics(layout.resolved_options(options)))
 
 
 def load_dataset(
@@ -113,9 +157,11 @@ def load_dataset(
         name: a registered dataset (see :data:`DATASETS`).
         split: ``"train"``, ``"val"`` or ``"test"``.
         profile: a loaded profile (:func:`cutlib.profiles.load_profile`). Its ``data`` section sets
-            the resolution (the training crop of a real dataset) and the split sizes of a
-            synthetic one; a real one also reads ``eval_resolution`` (default: as stored) and
-            ``options`` (decoding options, e.g. NYUv2's ``normals``).
+            the resolution (the training crop of a real dataset), the split sizes of a
+            synthetic one and the image ``normalize``-ation (``imagenet`` or ``caffe``,
+            :mod:`cutlib.data.transforms`); a real one also reads ``eval_resolution`` (default:
+            as stored), ``pad`` (``random`` or ``centred``) and ``options`` (decoding options,
+            e.g. NYUv2's ``normals``).
         seed: the data seed: the same seed gives the same scenes, and the same validation split
             of a real dataset.
         augment: training augmentation; by default on for ``train`` when the profile enables it.
@@ -132,6 +178,7 @@ def load_dataset(
     data_cfg = profile["data"]
     if augment is None:
         augment = split == "train" and bool(data_cfg.get("augment", False))
+    normalization = image_normalization(profile)
     if name in REAL_LAYOUTS:
         layout = REAL_LAYOUTS[name]
         folder = Path(root) if root is not None else default_root(name)
@@ -146,10 +193,24 @@ def load_dataset(
             crop=tuple(data_cfg["resolution"]),
             eval_size=tuple(eval_size) if eval_size else None,
             options=data_cfg.get("options"),
+            normalization=normalization,
+            padding=data_cfg.get("pad", "random"),
         )
     from cutlib.io import cache_dir  # local import: keeps the registry importable on its own
 
     height, width = data_cfg["resolution"]
     size = int(data_cfg["sizes"][split])
     arrays = load_split(name, split, size, height, width, seed, cache or cache_dir())
-    return ArrayDataset(arrays, info.tasks, augment)
+    return ArrayDataset(arrays, info.tasks, augment, normalization)
+
+
+def image_normalization(profile: Mapping[str, Any]) -> str:
+    """How the profile normalises images (``data.normalize``: ``imagenet``, the default, or
+    ``caffe``, :mod:`cutlib.data.transforms`); give it to
+    :func:`~cutlib.data.transforms.denormalize` to display a sample.
+
+    Example:
+        >>> image_normalization({"data": {"normalize": "caffe"}})
+        'caffe'
+    """
+    return (profile.get("data") or {}).get("normalize", "imagenet")

@@ -22,10 +22,15 @@ class ArrayDataset(Dataset):
             (seg (N, H, W) integer; others (N, C, H, W) float).
         tasks: the tasks to return, which must all be in ``arrays``.
         augment: apply the training augmentation of :func:`~cutlib.data.transforms.build_transform`.
+        normalization: the image normalisation (:data:`~cutlib.data.transforms.NORMALIZATIONS`).
     """
 
     def __init__(
-        self, arrays: Mapping[str, np.ndarray], tasks: Sequence[TaskSpec], augment: bool
+        self,
+        arrays: Mapping[str, np.ndarray],
+        tasks: Sequence[TaskSpec],
+        augment: bool,
+        normalization: str = "imagenet",
     ) -> None:
         missing = [t.name for t in tasks if t.name not in arrays]
         if "image" not in arrays or missing:
@@ -34,7 +39,7 @@ class ArrayDataset(Dataset):
             )
         self.arrays = arrays
         self.tasks = tuple(tasks)
-        self.transform = build_transform(augment)
+        self.transform = build_transform(augment, normalization)
         self._seg_keys = tuple(t.name for t in self.tasks if t.kind == "seg")
 
     def __len__(self) -> int:

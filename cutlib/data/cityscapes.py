@@ -13,6 +13,10 @@ BGR and multiplies by 255 for its Caffe mean, which we do not use); seg from the
 (the only ones both projects use), void mapped to the ignore value 255; depth as stored, in the
 dataset's own unit, 0 invalid. The official validation split is the ``test`` of the index
 (2975 train / 500 test, PAPER_NOTES §5.1).
+
+Under the ``reference`` metric conventions, void pixels count as wrong in pixel accuracy: the
+reference code keeps every label below 19, and −1 is one of them (they stay out of its confusion
+matrix, so mIoU is unaffected).
 """
 
 from __future__ import annotations
@@ -98,4 +102,6 @@ LAYOUT = Layout(
     },
     to_sample=to_sample,
     download=DOWNLOAD,
+    # the reference keeps void (−1) in pixel accuracy, where it is always wrong
+    reference_metrics=lambda options: {"ignored_pixels": "wrong"},
 )

@@ -21,6 +21,10 @@ with 255 ignored; depth in metres with 0 invalid; normals, by the ``normals`` op
   Angles between colour vectors are compressed (about half the true angle, PAPER_NOTES §6.3), so
   only this setting is comparable with the paper's NYUv2 normal numbers.
 
+The ``reference`` metric conventions measure NYUv2 normals in colour space either way: with
+``unit`` normals by comparing their colour encodings 127.5·(n + 1), with ``colour`` normals by
+comparing the vectors as they are.
+
 The classes of the 40-class NYUv2 labelling are named by id here: the AdaShare files carry no
 names.
 """
@@ -125,4 +129,6 @@ LAYOUT = Layout(
     to_sample=to_sample,
     download=DOWNLOAD,
     options={"normals": "unit"},
+    # the reference measures angles between colour vectors; `colour` targets already are
+    reference_metrics=lambda options: {"normals": "unit"} if options["normals"] == "colour" else {},
 )

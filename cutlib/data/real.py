@@ -18,7 +18,7 @@ import functools
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,12 @@ class Layout:
             an ``Image``, ``IgnoreValueMask``, ``SurfaceNormals`` or ``Mask`` per task).
         download: how to get the data (printed by ``cutlib data`` and every missing-data error).
         options: the dataset's decoding options and their defaults (e.g. NYUv2's ``normals``).
+        class_weights_file: a file under the root with the seg loss's per-class weights (C,),
+            read when the option ``seg_weights`` is ``prior`` (Taskonomy's
+            ``semseg_prior_factor.npy``); ``None`` when the dataset has none.
+        reference_metrics: the decoding options → the fields of
+            :data:`cutlib.metrics.REFERENCE` (the reference evaluation code on NYUv2) that the
+            reference code sets otherwise on this dataset (e.g. Taskonomy's true normal angles).
     """
 
     name: str
@@ -87,6 +93,20 @@ class Layout:
     to_sample: Callable[[Mapping[str, np.ndarray], Mapping[str, Any]], dict[str, Tensor]]
     download: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    class_weights_file: str | None = None
+    reference_metrics: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda options: {}
+
+    def resolved_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The decoding options with the defaults filled in.
+
+        Raises:
+            ValueError: for an option the dataset does not have, naming the valid ones.
+        """
+        unknown = sorted(set(options or {}) - set(self.options))
+        if unknown:
+            valid = ", ".join(self.options) or "none"
+            raise ValueError(f"{self.name}: unknown data option {unknown[0]!r}; valid: {valid}")
+        return {**self.options, **(options or {})}
 
 
 def numbered_seg_task(classes: int, ignore: int = 255) -> TaskSpec:
@@ -181,6 +201,9 @@ class IndexedDataset(Dataset):
         crop: the training crop (H, W).
         eval_size: the evaluation size (H, W); default the stored size.
         options: decoding options of the layout (defaults filled in).
+        normalization: the image normalisation (:data:`~cutlib.data.transforms.NORMALIZATIONS`).
+        padding: how a scaled-down training image is padded to the crop
+            (:data:`~cutlib.data.transforms.PADDINGS`).
     """
 
     def __init__(
@@ -194,17 +217,22 @@ class IndexedDataset(Dataset):
         crop: tuple[int, int],
         eval_size: tuple[int, int] | None = None,
         options: Mapping[str, Any] | None = None,
+        normalization: str = "imagenet",
+        padding: str = "random",
     ) -> None:
-        unknown = sorted(set(options or {}) - set(layout.options))
-        if unknown:
-            valid = ", ".join(layout.options) or "none"
-            raise ValueError(f"{layout.name}: unknown data option {unknown[0]!r}; valid: {valid}")
         self.layout = layout
         self.root = root
         self.entries = [list(e) for e in entries]
         self.tasks = tuple(tasks)
-        self.options = {**layout.options, **(options or {})}
-        self.transform = real_transform(train, crop, layout.native_size, eval_size)
+        self.options = layout.resolved_options(options)
+        self.transform = real_transform(
+            train,
+            crop,
+            layout.native_size,
+            eval_size,
+            normalization=normalization,
+            padding=padding,
+        )
         self._seg_keys = tuple(t.name for t in self.tasks if t.kind == "seg")
         #: the fields read for a sample: the image and the files of these tasks only
         self._fields = {"image", *(t.name for t in self.tasks)}
@@ -222,6 +250,62 @@ class IndexedDataset(Dataset):
         return unwrap(self.transform(sample), self._seg_keys)
 
 
+#: Values of the ``seg_weights`` option of a layout with a class weights file.
+SEG_WEIGHTS: tuple[str, ...] = ("prior", "none")
+
+
+def weighted_tasks(
+    layout: Layout, tasks: Sequence[TaskSpec], root: Path, options: Mapping[str, Any] | None
+) -> tuple[TaskSpec, ...]:
+    """``tasks`` with the seg task weighted by the layout's class weights file under ``root``
+    when it has one and the option ``seg_weights`` is ``prior`` (its default); else unchanged.
+
+    Raises:
+        DataError: the file is missing or malformed.
+        ValueError: an unknown option or ``seg_weights`` value.
+    """
+    resolved = layout.resolved_options(options)
+    if layout.class_weights_file is None:
+        return tuple(tasks)
+    choice = resolved["seg_weights"]
+    if choice not in SEG_WEIGHTS:
+        raise ValueError(f"unknown seg_weights {choice!r}; valid: {', '.join(SEG_WEIGHTS)}")
+    if choice == "none":
+        return tuple(tasks)
+    weights = read_class_weights(layout, root)
+    return tuple(replace(t, class_weights=weights) if t.kind == "seg" else t for t in tasks)
+
+
+def read_class_weights(layout: Layout, root: Path) -> tuple[float, ...]:
+    """The seg loss's per-class weights of ``layout`` (its ``class_weights_file`` under ``root``):
+    one finite, non-negative number per class of its seg task, not all zero.
+
+    Raises:
+        DataError: the file is missing or malformed.
+    """
+    assert layout.class_weights_file is not None, f"{layout.name} has no class weights file"
+    classes = next(t.channels for t in layout.tasks if t.kind == "seg")
+    path = root / layout.class_weights_file
+    if not path.is_file():
+        problem = (
+            f"missing (the seg loss's class weights; the reference code reads them, so they are "
+            f"on by default: set the data option seg_weights: none to train without them). "
+            f"{layout.download}"
+        )
+        raise DataError(FileProblem(path, problem))
+    try:
+        weights = read_npy(path)
+    except (OSError, ValueError) as err:
+        raise DataError(FileProblem(path, f"unreadable class weights ({err})")) from err
+    wrong = expect(weights, (classes,), ["float32", "float64"], "one weight per seg class")
+    usable = wrong is None and np.isfinite(weights).all() and (weights >= 0).all()
+    if wrong is None and not (usable and weights.any()):
+        wrong = "class weights must be finite, non-negative and not all zero"
+    if wrong:
+        raise DataError(FileProblem(path, wrong))
+    return tuple(float(w) for w in weights)
+
+
 def check_layout(
     layout: Layout, root: Path, samples: int = 8, seed: int = 0
 ) -> tuple[list[FileProblem], dict[str, int]]:
@@ -237,6 +321,11 @@ def check_layout(
     except DataError as err:
         return [err.problem], {}
     problems: dict[Path, FileProblem] = {}  # one line per file, the first problem found
+    if layout.class_weights_file is not None:
+        try:
+            read_class_weights(layout, root)
+        except DataError as err:
+            problems[err.problem.path] = err.problem
     decoded: set[Path] = set()
     sizes = {split: len(entries) for split, entries in index.items()}
     rng = random.Random(seed)

@@ -4,6 +4,7 @@ depth, keypoint (2-D) and edge (2-D texture edges).
 On disk, under the dataset root (``data/taskonomy/`` by default)::
 
     taskonomy.json    {"train": [[rgb, seg, normal, depth, keypoint, edge], …], "test": […]}
+    semseg_prior_factor.npy   float, (17,): the seg classes' weights in the loss
                       paths relative to the root, as the index gives them (the AdaShare layout;
                       DiSparse's rewrite into the newer per-domain folders is not applied)
     rgb               PNG, RGB, uint8
@@ -15,7 +16,11 @@ On disk, under the dataset root (``data/taskonomy/`` by default)::
 Decoding into the sample conventions of DESIGN §3 (options in brackets give the reference's):
 
 - seg: classes 0–16 from raw 1–17; raw 0 (unlabelled) is ignored (255). [``seg_unlabelled:
-  class0``: the reference merges it into class 0, PAPER_NOTES §6.3 item 7.]
+  class0``: the reference merges it into class 0, PAPER_NOTES §6.3 item 7.] The cross-entropy
+  weighs class c by ``semseg_prior_factor.npy``'s c-th entry, in training and in the importance
+  scores, as the reference loss does (``seg_weights: prior``, the default; ``none`` weighs every
+  class alike). The reference loader also reads the file, for a per-pixel ``seg_mask`` that
+  neither its loss nor its evaluation uses; nothing here needs it.
 - sn: unit normals ``rgb / 127.5 − 1`` renormalised; a horizontal flip negates x (as the
   reference does for Taskonomy).
 - depth: metres (raw / 512), 0 where raw ≥ 64500. [``depth: log``: the reference's
@@ -25,6 +30,10 @@ Decoding into the sample conventions of DESIGN §3 (options in brackets give the
 
 The evaluation size is 256×256 (``eval_resolution`` of the paper profile); the reference resizes
 the RGB image with nearest interpolation, we use bilinear for images and nearest for labels.
+
+Under the ``reference`` metric conventions, Taskonomy's normals are measured as true angles (the
+reference compares colour vectors only on NYUv2) and pixel accuracy, depth and keypoint/edge
+errors are averaged per evaluation batch (its test batches hold 16 images), as its code does.
 """
 
 from __future__ import annotations
@@ -37,7 +46,14 @@ from torch import Tensor
 from torchvision import tv_tensors
 
 from cutlib.data.nyuv2 import decode_normals
-from cutlib.data.real import Layout, as_tensor, expect, numbered_seg_task, read_png
+from cutlib.data.real import (
+    SEG_WEIGHTS,
+    Layout,
+    as_tensor,
+    expect,
+    numbered_seg_task,
+    read_png,
+)
 from cutlib.data.transforms import IgnoreValueMask, SurfaceNormals
 from cutlib.tasks import TaskSpec
 
@@ -51,7 +67,10 @@ OPTIONS = {
     "seg_unlabelled": ("ignore", "class0"),
     "depth": ("metres", "log"),
     "maps": ("unit", "signed"),
+    "seg_weights": SEG_WEIGHTS,
 }
+#: The seg classes' loss weights, under the dataset root (PAPER_NOTES §5.4, §6.1).
+CLASS_WEIGHTS_FILE = "semseg_prior_factor.npy"
 
 DOWNLOAD = (
     "Get Tiny-Taskonomy by the instructions of the Taskonomy project (its data page, PAPER_NOTES "
@@ -138,5 +157,12 @@ LAYOUT = Layout(
     },
     to_sample=to_sample,
     download=DOWNLOAD,
-    options={"seg_unlabelled": "ignore", "depth": "metres", "maps": "unit"},
+    options={"seg_unlabelled": "ignore", "depth": "metres", "maps": "unit", "seg_weights": "prior"},
+    class_weights_file=CLASS_WEIGHTS_FILE,
+    reference_metrics=lambda options: {
+        "normals": "unit",
+        "pixel_acc": "per_batch",
+        "depth_errors": "per_batch",
+        "map_errors": "per_batch",
+    },
 )

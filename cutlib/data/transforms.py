@@ -5,6 +5,16 @@ labels are :class:`~torchvision.tv_tensors.Mask` (so geometric transforms use ne
 and photometric ones leave them alone), and surface normals are :class:`SurfaceNormals`, a Mask
 whose x component changes sign under a horizontal flip, as geometry requires. (The reference NYUv2
 loader flips normal maps without mirroring them, PAPER_NOTES §6.3; Taskonomy's negates x, as here.)
+
+Two choices of the real datasets' pipeline are profile settings (``data.normalize`` and
+``data.pad``), because the reference code makes another choice than the usual one:
+
+- **normalisation** (:data:`NORMALIZATIONS`): ``imagenet`` (default) gives RGB in [0, 1] minus the
+  ImageNet mean, divided by its standard deviation; ``caffe`` is the reference code's: BGR on a
+  0–255 scale minus the Caffe mean :data:`CAFFE_MEAN_BGR`, no division (inputs about 58× larger).
+- **padding** of a scaled-down image before the crop (:data:`PADDINGS`): ``random`` (default,
+  torchvision's ``pad_if_needed``) pads the deficit on both sides, so the image lands anywhere in
+  the crop; ``centred`` is the reference code's: pad to exactly the crop size, image centred.
 """
 
 from __future__ import annotations
@@ -19,6 +29,14 @@ from torchvision.transforms import v2
 #: ImageNet statistics used to normalise RGB images in [0, 1].
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
+#: The Caffe mean of the reference code, in BGR order on a 0–255 scale (PAPER_NOTES §5.5).
+CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+#: Image normalisations (module docstring).
+NORMALIZATIONS: tuple[str, ...] = ("imagenet", "caffe")
+#: Paddings of a training image smaller than the crop (module docstring).
+PADDINGS: tuple[str, ...] = ("random", "centred")
+#: The range of the random scale factor s of the real datasets' training augmentation.
+SCALE_RANGE = (0.5, 1.5)
 
 
 class SurfaceNormals(tv_tensors.Mask):
@@ -46,8 +64,81 @@ class RandomHorizontalFlip(v2.RandomHorizontalFlip):
         return out
 
 
-def build_transform(augment: bool) -> v2.Compose:
-    """The per-sample pipeline: optional augmentation, then float conversion and normalisation.
+class CentredPadRandomCrop(v2.RandomCrop):
+    """``v2.RandomCrop`` of ``size`` whose input, where smaller than the crop, is first padded to
+    exactly the crop size with the image centred (the reference code's
+    ``__random_crop_and_pad_image_and_labels__``); ``fill`` as for ``v2.RandomCrop``.
+
+    Example:
+        >>> crop = CentredPadRandomCrop((4, 6), fill=PAD_FILL)
+        >>> crop(tv_tensors.Image(torch.ones(1, 2, 3, dtype=torch.uint8)))[0].tolist()
+        [[0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]]
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        crop_height, crop_width = self.size
+        pad_height, pad_width = max(crop_height - height, 0), max(crop_width - width, 0)
+        top, left = pad_height // 2, pad_width // 2
+        padding = [left, top, pad_width - left, pad_height - top]  # left, top, right, bottom
+        spare_height = height + pad_height - crop_height
+        spare_width = width + pad_width - crop_width
+        return {
+            "needs_crop": spare_height > 0 or spare_width > 0,
+            "top": int(torch.randint(0, spare_height + 1, ())),
+            "left": int(torch.randint(0, spare_width + 1, ())),
+            "height": crop_height,
+            "width": crop_width,
+            "needs_pad": any(padding),
+            "padding": padding,
+        }
+
+
+def random_scale(native: tuple[int, int]) -> v2.ScaleJitter:
+    """Resize image and labels by a factor s ~ U[0.5, 1.5) of the dataset's ``native`` (H, W) size,
+    drawn per sample: the reference code's random scale (PAPER_NOTES §5.5). Bilinear for the image,
+    nearest for every label (``Mask``), so class ids, ignore values and unit normals are never
+    interpolated; depth values are not divided by s, as in the reference.
+
+    ``v2.ScaleJitter`` takes its ``target_size`` as (width, height): passing (H, W) would scale
+    non-square images by min(H/W, W/H)·s (0.375–1.125 on NYUv2, 0.25–0.75 on Cityscapes).
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> image = tv_tensors.Image(torch.zeros(3, 256, 512, dtype=torch.uint8))
+        >>> tuple(random_scale((256, 512))(image).shape[1:])  # s = 0.996
+        (255, 510)
+    """
+    height, width = native
+    return v2.ScaleJitter((width, height), SCALE_RANGE)
+
+
+def normalize_steps(normalization: str = "imagenet") -> list[v2.Transform]:
+    """Float conversion and normalisation of the image (module docstring); labels untouched.
+
+    Example:
+        >>> step = v2.Compose(normalize_steps("caffe"))
+        >>> pixel = tv_tensors.Image(torch.tensor([255, 0, 0], dtype=torch.uint8).view(3, 1, 1))
+        >>> [round(v, 2) for v in step(pixel).flatten().tolist()]  # red, as B, G, R minus the mean
+        [-104.01, -116.67, 132.32]
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown image normalisation {normalization!r}; valid: {', '.join(NORMALIZATIONS)}"
+        )
+    steps: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=True)]
+    if normalization == "imagenet":
+        return steps + [v2.Normalize(IMAGE_MEAN, IMAGE_STD)]
+    # caffe: RGB in [0, 1] → BGR in [0, 255] minus the mean (std 1/255 undoes the scale)
+    return steps + [
+        v2.Lambda(lambda image: tv_tensors.wrap(image.flip(-3), like=image), tv_tensors.Image),
+        v2.Normalize([m / 255 for m in CAFFE_MEAN_BGR], [1 / 255] * 3),
+    ]
+
+
+def build_transform(augment: bool, normalization: str = "imagenet") -> v2.Compose:
+    """The per-sample pipeline of the synthetic data: optional augmentation, then float conversion
+    and normalisation (:func:`normalize_steps`).
 
     Augmentation (training split only): horizontal flip with p = 0.5 (normals mirrored) and a mild
     colour jitter of the image. Labels are never resampled, so depth stays metric.
@@ -55,8 +146,7 @@ def build_transform(augment: bool) -> v2.Compose:
     steps: list[v2.Transform] = []
     if augment:
         steps += [RandomHorizontalFlip(p=0.5), v2.ColorJitter(0.2, 0.2, 0.2, 0.02)]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGE_MEAN, IMAGE_STD)]
-    return v2.Compose(steps)
+    return v2.Compose(steps + normalize_steps(normalization))
 
 
 def real_transform(
@@ -64,17 +154,19 @@ def real_transform(
     crop: tuple[int, int],
     native: tuple[int, int],
     eval_size: tuple[int, int] | None = None,
+    *,
+    normalization: str = "imagenet",
+    padding: str = "random",
 ) -> v2.Compose:
     """The pipeline of the real datasets (PAPER_NOTES §5.5), then float conversion and
-    normalisation as :func:`build_transform`.
+    normalisation (:func:`normalize_steps`).
 
-    Training: random scale by s ~ U[0.5, 1.5) of the dataset's ``native`` size
-    (``v2.ScaleJitter``: bilinear for the image, nearest for every label; depth values are not
-    divided by s, as in the reference), horizontal flip with p = 0.5 (the x component of
-    :class:`SurfaceNormals` negated; normals given as a plain ``Mask`` are only moved, as the
-    reference NYUv2 loader does, §6.3), then a random
-    ``crop``, padding first where the image is smaller (:data:`PAD_FILL`: ignore values).
-    Evaluation: the whole image, resized to ``eval_size`` when that differs from its size.
+    Training: the random scale of :func:`random_scale` about the dataset's ``native`` size,
+    horizontal flip with p = 0.5 (the x component of :class:`SurfaceNormals` negated; normals given
+    as a plain ``Mask`` are only moved, as the reference NYUv2 loader does, §6.3), then a random
+    ``crop``, padding first where the image is smaller (``padding``: module docstring; the fill is
+    :data:`PAD_FILL`, the ignore values). Evaluation: the whole image, resized to ``eval_size``
+    when that differs from its size.
 
     Example:
         >>> t = real_transform(True, (8, 8), (16, 16))
@@ -83,17 +175,19 @@ def real_transform(
         >>> {k: tuple(v.shape) for k, v in t(sample).items()}
         {'image': (3, 8, 8), 'seg': (8, 8)}
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; valid: {', '.join(PADDINGS)}")
     steps: list[v2.Transform] = []
     if train:
-        steps += [
-            v2.ScaleJitter(native, (0.5, 1.5)),
-            RandomHorizontalFlip(p=0.5),
-            v2.RandomCrop(crop, pad_if_needed=True, fill=PAD_FILL),
-        ]
+        crop_step = (
+            CentredPadRandomCrop(crop, fill=PAD_FILL)
+            if padding == "centred"
+            else v2.RandomCrop(crop, pad_if_needed=True, fill=PAD_FILL)
+        )
+        steps += [random_scale(native), RandomHorizontalFlip(p=0.5), crop_step]
     elif eval_size is not None:  # a no-op on inputs already of that size
         steps += [v2.Resize(eval_size)]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGE_MEAN, IMAGE_STD)]
-    return v2.Compose(steps)
+    return v2.Compose(steps + normalize_steps(normalization))
 
 
 def unwrap(sample: dict[str, Any], seg_keys: tuple[str, ...]) -> dict[str, Tensor]:
@@ -105,8 +199,24 @@ def unwrap(sample: dict[str, Any], seg_keys: tuple[str, ...]) -> dict[str, Tenso
     return out
 
 
-def denormalize(image: Tensor) -> Tensor:
-    """Invert the normalisation: a (…, 3, H, W) image back to RGB in [0, 1], for display."""
+def denormalize(image: Tensor, normalization: str = "imagenet") -> Tensor:
+    """Invert the normalisation: a (…, 3, H, W) image back to RGB in [0, 1], for display.
+
+    Example:
+        >>> pixel = torch.tensor([255, 0, 0], dtype=torch.uint8).view(3, 1, 1)
+        >>> for kind in NORMALIZATIONS:
+        ...     normalized = v2.Compose(normalize_steps(kind))(tv_tensors.Image(pixel))
+        ...     print(kind, denormalize(normalized, kind).flatten().round(decimals=4).tolist())
+        imagenet [1.0, 0.0, 0.0]
+        caffe [1.0, 0.0, 0.0]
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown image normalisation {normalization!r}; valid: {', '.join(NORMALIZATIONS)}"
+        )
+    if normalization == "caffe":
+        mean = torch.tensor(CAFFE_MEAN_BGR, device=image.device).view(3, 1, 1)
+        return ((image + mean) / 255).flip(-3).clamp(0, 1)
     mean = torch.tensor(IMAGE_MEAN, device=image.device).view(3, 1, 1)
     std = torch.tensor(IMAGE_STD, device=image.device).view(3, 1, 1)
     return (image * std + mean).clamp(0, 1)

@@ -221,7 +221,12 @@ class SceneNet(nn.Module):
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture with :meth:`from_config`."""
         slimmed = {"channels": dict(self.channels)} if self.channels else {}
-        return {**self.hparams, "tasks": [asdict(t) for t in self.tasks], **slimmed}
+        # unweighted classes leave no entry, so configs read the same as before weights existed
+        tasks = [
+            {k: v for k, v in asdict(t).items() if k != "class_weights" or v is not None}
+            for t in self.tasks
+        ]
+        return {**self.hparams, "tasks": tasks, **slimmed}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SceneNet:
@@ -229,9 +234,13 @@ class SceneNet(nn.Module):
         channel counts if structured pruning removed channels."""
         config = dict(config)
         widths = config.pop("channels", {})
-        tasks = [
-            TaskSpec(**{**t, "class_names": tuple(t.get("class_names", ()))})
-            for t in config.pop("tasks")
-        ]
+        sequences = ("class_names", "class_weights")
+        tasks = [TaskSpec(**_tuples(t, sequences)) for t in config.pop("tasks")]
         model = cls(tasks, **config)
         return slim_to(model, widths) if widths else model
+
+
+def _tuples(spec: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A task spec's dict with the sequences under ``keys`` as tuples (a checkpoint or a json file
+    may hold lists)."""
+    return {k: tuple(v) if k in keys and v is not None else v for k, v in spec.items()}

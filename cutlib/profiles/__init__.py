@@ -64,6 +64,37 @@ def load_profile(name: str, dataset: str | None = None) -> dict[str, Any]:
     return profile
 
 
+def paper_protocol_methods(profile: dict[str, Any]) -> dict[str, Any]:
+    """The ``baselines.paper_protocol`` section of a loaded profile: method → the profile
+    sections (``pretrain``, ``finetune``, ``scoring``, ``baselines``…) that method trains with
+    under ``--protocol paper``, as its own authors' code sets them (empty when there is none).
+
+    Example:
+        >>> sorted(paper_protocol_methods(load_profile("paper", "nyuv2")))
+        ['disparse_dynamic', 'disparse_pt', 'disparse_static']
+    """
+    return dict((profile.get("baselines") or {}).get("paper_protocol") or {})
+
+
+def method_settings(profile: dict[str, Any], method: str, protocol: str) -> dict[str, Any]:
+    """The settings a run of ``method`` under ``protocol`` trains with: the profile itself,
+    except under ``paper`` where the method's ``baselines.paper_protocol`` sections are merged
+    over the profile's (a DiSparse variant then trains with DiSparse's learning rate, decay, batch
+    and scoring batch sizes, not the CUT code's).
+
+    Example:
+        >>> paper = load_profile("paper", "nyuv2")
+        >>> method_settings(paper, "disparse_static", "paper")["pretrain"]["lr"]
+        0.001
+        >>> method_settings(paper, "disparse_static", "fair")["pretrain"]["lr"]
+        0.0001
+    """
+    overrides = paper_protocol_methods(profile).get(method)
+    if protocol != "paper" or not overrides:
+        return profile
+    return _deep_merge(profile, overrides)
+
+
 def run_settings(profile: dict[str, Any]) -> dict[str, Any]:
     """The part of a loaded profile that determines the result of one run (its identity):
     the profile without :data:`PLANNING_KEYS` and :data:`PLANNING_SUBKEYS`.

@@ -122,10 +122,13 @@ def cosine_drop_fraction(iteration: int, end: int, alpha: float) -> float:
     return alpha / 2.0 * (1.0 + math.cos(math.pi * iteration / end))
 
 
-def update_iterations(every: int, end: int, evaluations: Collection[int] = ()) -> list[int]:
+def update_iterations(
+    every: int, end: int, evaluations: Collection[int] = (), at_start: bool = False
+) -> list[int]:
     """The iterations after which the masks change: RigL's t = ΔT, 2ΔT, … < T_end, except that an
     update due at an ``evaluation`` iteration is made one iteration earlier (and dropped if that
-    one is an evaluation too).
+    one is an evaluation too). ``at_start`` adds t = 0, an update before the first step (DiSparse's
+    code updates at every iteration i with i mod ΔT = 0, the first included).
 
     Training evaluates, and may keep the model as its checkpoint, right after ``on_step`` at an
     evaluation iteration; a weight grown at zero there would still be exactly zero, and count as
@@ -135,10 +138,13 @@ def update_iterations(every: int, end: int, evaluations: Collection[int] = ()) -
     Example:
         >>> update_iterations(5, 37, evaluations={15, 30, 45, 50})
         [5, 10, 14, 20, 25, 29, 35]
+        >>> update_iterations(5, 12, at_start=True)
+        [0, 5, 10]
     """
     due = range(every, end, every)
     moved = [t - 1 if t in evaluations else t for t in due]
-    return [t for t in moved if t >= 1 and t not in evaluations]
+    start = [0] if at_start and end > 0 else []
+    return start + [t for t in moved if t >= 1 and t not in evaluations]
 
 
 class GrowRule(Protocol):
@@ -228,7 +234,8 @@ def _random_state_kept(model: nn.Module) -> Iterator[None]:
 
 
 class DynamicSparsity:
-    """The mask updater, called after every optimiser step (``train(on_step=...)``).
+    """The mask updater, called after every optimiser step (``train(on_step=...)``) and once
+    before the first (iteration 0).
 
     At the :func:`update_iterations` t (every ``every`` iterations before ``end``, moved off the
     ``evaluations`` the training loop makes: ``TrainConfig.evaluation_iterations``), in every
@@ -258,6 +265,7 @@ class DynamicSparsity:
         alpha: float,
         regrow: RegrowValue = "zero",
         evaluations: Collection[int] = (),
+        at_start: bool = False,
     ) -> None:
         if every < 1 or end < 0 or not 0.0 <= alpha <= 1.0:
             raise ValueError(
@@ -267,7 +275,7 @@ class DynamicSparsity:
         self.model = model
         self.modules = {w.name: w.module for w in prunable_weights(model) if w.name in names}
         self.rule, self.end, self.alpha, self.regrow = rule, end, alpha, regrow
-        self.iterations = frozenset(update_iterations(every, end, evaluations))
+        self.iterations = frozenset(update_iterations(every, end, evaluations, at_start))
         self.updates = 0
         self.moved = 0
         self.seconds = 0.0
@@ -331,9 +339,10 @@ def train_dynamic(
     initialisation W₀, growing by the rule ``grow(selected tasks, the schedule's align)``: ERK
     budgets (with ``power``; ``dense`` layers kept whole) at the run's
     sparsity, random initial masks (timed under ``masks``), then the profile's
-    ``baselines.dynamic`` schedule (ΔT = ``update_every``, T_end = ``end_fraction`` · T) of
-    :class:`DynamicSparsity` updates with drop fraction ``alpha``, over the ``scratch`` schedule
-    of the run's protocol (the reference code's ``pretrain`` one under ``paper``)."""
+    ``baselines.dynamic`` schedule (ΔT = ``update_every``, T_end = ``end_fraction`` · T, a first
+    update before training with ``update_at_start``) of :class:`DynamicSparsity` updates with
+    drop fraction ``alpha``, over the ``scratch`` schedule of the run's protocol (the reference
+    code's ``pretrain`` one under ``paper``)."""
     settings = ctx.profile["baselines"]["dynamic"]
     model = ctx.initial_model().keep_tasks(ctx.task_names)
     shapes = deployed_shapes(model)
@@ -351,6 +360,7 @@ def train_dynamic(
         alpha=alpha,
         regrow=regrow,
         evaluations=schedule.evaluation_iterations(),
+        at_start=bool(settings.get("update_at_start", False)),
     )
     result = ctx.train_masked(model, masks, schedule, stage="train", on_step=updater)
     result.details |= {
@@ -360,6 +370,7 @@ def train_dynamic(
         "drop_fraction": alpha,
         "update_every": int(settings["update_every"]),
         "update_end": updater.end,
+        "update_at_start": 0 in updater.iterations,
         "regrow": regrow,
         "erk_power": power,
         "erk_dense_layers": [n for n in shapes if counts[n] == math.prod(shapes[n])],
