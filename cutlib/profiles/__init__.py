@@ -9,6 +9,7 @@ the paper's datasets).
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from typing import Any
 
@@ -56,8 +57,7 @@ def load_profile(name: str, dataset: str | None = None) -> dict[str, Any]:
         'resnet18'
     """
     check_profile_name(name)
-    text = resources.files(__package__).joinpath(f"{name}.yaml").read_text()
-    profile = yaml.safe_load(text)
+    profile = copy.deepcopy(_parsed(name))  # a copy: callers may change theirs
     overrides = profile.pop("datasets", {}) or {}
     if dataset is not None and dataset in overrides:
         profile = _deep_merge(profile, overrides[dataset])
@@ -93,6 +93,13 @@ def method_settings(profile: dict[str, Any], method: str, protocol: str) -> dict
     if protocol != "paper" or not overrides:
         return profile
     return _deep_merge(profile, overrides)
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(name: str) -> dict[str, Any]:
+    """The YAML of profile ``name``, parsed once per process (runs, run ids and the grid read
+    profiles thousands of times)."""
+    return yaml.safe_load(resources.files(__package__).joinpath(f"{name}.yaml").read_text())
 
 
 def run_settings(profile: dict[str, Any]) -> dict[str, Any]:
