@@ -95,7 +95,7 @@ def method_settings(profile: dict[str, Any], method: str, protocol: str) -> dict
     return _deep_merge(profile, overrides)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parsed(name: str) -> dict[str, Any]:
     """The YAML of profile ``name``, parsed once per process (runs, run ids and the grid read
     profiles thousands of times)."""
