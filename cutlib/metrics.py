@@ -51,7 +51,7 @@ class MetricConventions:
     """How metrics are computed where the usual definitions and the reference code differ.
 
     The defaults are the usual definitions; :data:`REFERENCE` sets every field to the behaviour
-    of the reference evaluation code on NYUv2 (PAPER_NOTES §6.2–6.3), and
+    of the reference evaluation code on NYUv2 (the AdaShare-derived ``evaluation.py``), and
     :func:`cutlib.data.metric_conventions` adjusts it to what that code does on another dataset.
 
     Attributes:

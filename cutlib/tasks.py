@@ -69,7 +69,7 @@ class TaskSpec:
             kind has its own rule (sn: zero vector, depth: 0).
         class_names: names of the segmentation classes, for plots and tables.
         class_weights: per-class weights w_c of the seg cross-entropy, a weighted mean
-            Σ w_y·CE / Σ w_y (Taskonomy's ``semseg_prior_factor``, PAPER_NOTES §6.1); ``None``
+            Σ w_y·CE / Σ w_y (Taskonomy's ``semseg_prior_factor``, as the reference loss); ``None``
             weighs every class alike.
 
     Example:

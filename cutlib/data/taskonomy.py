@@ -69,7 +69,7 @@ OPTIONS = {
     "maps": ("unit", "signed"),
     "seg_weights": SEG_WEIGHTS,
 }
-#: The seg classes' loss weights, under the dataset root (PAPER_NOTES §5.4, §6.1).
+#: The seg classes' loss weights under the dataset root (AdaShare's; the reference loss reads it).
 CLASS_WEIGHTS_FILE = "semseg_prior_factor.npy"
 
 DOWNLOAD = (

@@ -29,7 +29,7 @@ from torchvision.transforms import v2
 #: ImageNet statistics used to normalise RGB images in [0, 1].
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
-#: The Caffe mean of the reference code, in BGR order on a 0–255 scale (PAPER_NOTES §5.5).
+#: The Caffe mean of the reference code's loaders, in BGR order on a 0–255 scale.
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 #: Image normalisations (module docstring).
 NORMALIZATIONS: tuple[str, ...] = ("imagenet", "caffe")
@@ -96,7 +96,7 @@ class CentredPadRandomCrop(v2.RandomCrop):
 
 def random_scale(native: tuple[int, int]) -> v2.ScaleJitter:
     """Resize image and labels by a factor s ~ U[0.5, 1.5) of the dataset's ``native`` (H, W) size,
-    drawn per sample: the reference code's random scale (PAPER_NOTES §5.5). Bilinear for the image,
+    drawn per sample: the reference loaders' random scale. Bilinear for the image,
     nearest for every label (``Mask``), so class ids, ignore values and unit normals are never
     interpolated; depth values are not divided by s, as in the reference.
 
