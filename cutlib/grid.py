@@ -69,7 +69,7 @@ def trains_alike(method: str, settings: Mapping[str, Any]) -> bool:
         >>> trains_alike("disparse_pt", load_profile("paper", "nyuv2"))
         False
     """
-    return method in PROTOCOL_FREE and method not in paper_protocol_methods(dict(settings))
+    return method in PROTOCOL_FREE and method not in paper_protocol_methods(settings)
 
 
 #: Columns that identify a grid cell in :func:`collect`'s table (``task``/``metric`` add the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -64,7 +65,7 @@ def load_profile(name: str, dataset: str | None = None) -> dict[str, Any]:
     return profile
 
 
-def paper_protocol_methods(profile: dict[str, Any]) -> dict[str, Any]:
+def paper_protocol_methods(profile: Mapping[str, Any]) -> dict[str, Any]:
     """The ``baselines.paper_protocol`` section of a loaded profile: method → the profile
     sections (``pretrain``, ``finetune``, ``scoring``, ``baselines``…) that method trains with
     under ``--protocol paper``, as its own authors' code sets them (empty when there is none).
