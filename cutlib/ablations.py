@@ -2,7 +2,7 @@
 number of scoring batches, calibrated vs the authors' fixed κ, and BatchNorm's mode while scoring.
 
 Every variant is a ``cut`` run with one option changed from the authors' defaults
-(:class:`~cutlib.pruning.cut.CutOptions`), so it is cached, resumable and identical to
+(:class:`~cutlib.methods.cut.CutOptions`), so it is cached, resumable and identical to
 ``cutlib run --method cut -o NAME=VALUE``. The profile's ``ablations`` section sets the dataset,
 the task selection, the sparsity, the selection for the fusion rules (with two tasks, vote ≥ 1 is
 the union and vote ≥ 2 the intersection, so the rules need three tasks to differ) and the scoring
@@ -21,10 +21,13 @@ import torch
 from cutlib.data import dataset_info
 from cutlib.experiments import RunConfig, pretrained_task_scores
 from cutlib.grid import GridCell
+from cutlib.methods.cut import NAME as CUT
+from cutlib.methods.cut import CutOptions
 from cutlib.metrics import delta_mtl
-from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut
+from cutlib.profiles.schema import AblationSettings
 from cutlib.pruning.fusion import FUSION_RULES
 from cutlib.pruning.masks import BACKBONE, Masks, owned_by
+from cutlib.pruning.per_task import CutMasker, plan_cut
 from cutlib.tasks import select_tasks
 
 
@@ -39,7 +42,7 @@ class Variant:
 
     def config(self, dataset: str, sparsity: float, profile: str, seed: int) -> RunConfig:
         """The ``cut`` run of this variant."""
-        return RunConfig(dataset, "cut", self.tasks, sparsity, profile, seed, self.options)
+        return RunConfig(dataset, CUT, self.tasks, sparsity, profile, seed, self.options)
 
 
 #: The ablation families, in the order notebook 09 shows them.
@@ -54,11 +57,11 @@ FAMILIES = (
 OTHER_CRITERIA = ("magnitude", "random")
 
 
-def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant]:
+def variants(ablations: AblationSettings, default_batches: int) -> list[Variant]:
     """The variants of a profile's ``ablations`` section; the authors' choice comes first in each
     family (``default_batches``: the profile's ``scoring.batches``).
 
-    Optional keys: ``families`` (the families to run, default :data:`FAMILIES`), ``criteria``
+    Optional settings: ``families`` (the families to run, default :data:`FAMILIES`), ``criteria``
     (the criteria compared with Taylor, default :data:`OTHER_CRITERIA`) and ``batches`` (the
     scoring batches compared with the default).
 
@@ -66,23 +69,23 @@ def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant
         ValueError: for an unknown family.
 
     Example:
-        >>> names = variants({"tasks": "seg+depth", "fusion_tasks": "seg+sn+depth",
-        ...                   "batches": [1, 20]}, 20)
+        >>> names = variants(AblationSettings("synth-nyuv2", "seg+depth", "seg+sn+depth", 0.9,
+        ...                                   batches=[1, 20]), 20)
         >>> [(v.family, v.label) for v in names][:4]
         [('fusion rule', 'vote ≥ 2 (authors)'), ('fusion rule', 'vote ≥ 1'), \
 ('fusion rule', 'vote ≥ 3'), ('fusion rule', 'union')]
-        >>> [v.label for v in variants({"tasks": "seg+depth", "families": ["criterion"],
-        ...                            "criteria": ["magnitude"]}, 20)]
+        >>> [v.label for v in variants(AblationSettings("synth-nyuv2", "seg+depth", "seg+depth",
+        ...     0.9, families=["criterion"], criteria=["magnitude"]), 20)]
         ['taylor (authors)', 'magnitude']
     """
-    families = list(ablations.get("families") or FAMILIES)
+    families = list(ablations.families or FAMILIES)
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise ValueError(
             f"unknown ablation family {unknown[0]!r}; valid families: {', '.join(FAMILIES)}"
         )
-    tasks = tuple(str(ablations["tasks"]).split("+"))
-    fusion_tasks = tuple(str(ablations.get("fusion_tasks", ablations["tasks"])).split("+"))
+    tasks = tuple(ablations.tasks.split("+"))
+    fusion_tasks = tuple(ablations.fusion_tasks.split("+"))
     found = [Variant("fusion rule", "vote ≥ 2 (authors)", fusion_tasks)]
     found += [
         Variant("fusion rule", f"vote ≥ {k}", fusion_tasks, (("min_votes", k),))
@@ -97,13 +100,13 @@ def variants(ablations: Mapping[str, Any], default_batches: int) -> list[Variant
     found += [Variant("criterion", "taylor (authors)", tasks)]
     found += [
         Variant("criterion", name, tasks, (("criterion", name),))
-        for name in ablations.get("criteria", OTHER_CRITERIA)
+        for name in ablations.criteria or OTHER_CRITERIA
         if name != "taylor"
     ]
     found += [Variant("scoring batches", f"{default_batches} (profile)", tasks)]
     found += [
         Variant("scoring batches", str(n), tasks, (("scoring_batches", int(n)),))
-        for n in ablations.get("batches", [])
+        for n in ablations.batches
         if int(n) != default_batches
     ]
     found += [
@@ -133,9 +136,9 @@ def fusion_mask_groups(
     seen: list[tuple[str, Masks]] = []
     groups: dict[str, str] = {}
     for variant in fusion_variants:
-        options = CutOptions.from_pairs(dict(variant.options))
+        options = CutOptions(**dict(variant.options))
         masker = CutMasker(scores, list(tasks), shared, options.fusion, options.min_votes)
-        masks = plan_cut(masker, sparsity, options).masks
+        masks = plan_cut(masker, sparsity, options.keep_ratio).masks
         same = next(
             (label for label, other in seen if all(torch.equal(masks[n], other[n]) for n in masks)),
             None,

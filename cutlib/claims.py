@@ -1,4 +1,5 @@
-"""The papers' claims, checked against this run's numbers (issue 5, PAPER_NOTES §2.8, §2.10, §3).
+"""The papers' claims, checked against this run's numbers
+(docs/method/disparse.md#published-results).
 
 Each comparative claim "A beats B" is checked on Δ_MTL (percent against the dense model, higher is
 better) in every setting of the grid where both methods ran: dataset, task selection, sparsity and
@@ -25,9 +26,11 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Literal
 
 import pandas as pd
+import yaml
 
 Verdict = Literal["holds", "does not hold", "within noise"]
 VERDICTS: tuple[Verdict, ...] = ("holds", "does not hold", "within noise")
@@ -45,33 +48,20 @@ class Claim:
     note: str = ""
 
 
-#: The comparative claims of CUT and DiSparse, in the companion's method names (DESIGN §5).
-CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "CUT",
-        "CUT beats LTH",
-        "cut",
-        "magnitude",
-        "the CUT code's LTH is one-shot magnitude pruning",
-    ),
-    Claim("CUT", "CUT beats LTH", "cut", "lth", "a real lottery ticket (IMP with rewinding)"),
-    Claim("CUT", "CUT beats SNIP", "cut", "snip"),
-    Claim("CUT", "CUT beats DiSparse", "cut", "disparse_pt", "DiSparse on the pre-trained model"),
-    Claim("CUT", "CUT beats DiSparse", "cut", "disparse_static", "DiSparse at initialisation"),
-    Claim("CUT", "CUT beats DiSparse", "cut", "disparse_dynamic", "DiSparse dynamic"),
-    Claim("CUT", "CUT beats random pruning", "cut", "random"),
-    Claim(
-        "DiSparse",
-        "pruning a pre-trained model beats pruning at initialisation",
-        "disparse_pt",
-        "disparse_static",
-        "the same per-task scores and union arbiter, from the pre-trained model or from W⁰",
-    ),
-    Claim("DiSparse", "DiSparse (pre-trained) beats IMP", "disparse_pt", "imp"),
-    Claim("DiSparse", "DiSparse (static) beats SNIP", "disparse_static", "snip"),
-    Claim("DiSparse", "DiSparse (static) beats random pruning", "disparse_static", "random"),
-    Claim("DiSparse", "DiSparse (dynamic) beats RigL", "disparse_dynamic", "rigl"),
-)
+def paper_claims() -> tuple[Claim, ...]:
+    """The comparative claims of CUT and DiSparse, in this package's method names, as listed in
+    ``cutlib/paper_claims.yaml`` (data, so that no list of method names lives in the code).
+
+    Example:
+        >>> paper_claims()[0].statement
+        'CUT beats LTH'
+    """
+    text = resources.files("cutlib").joinpath("paper_claims.yaml").read_text()
+    return tuple(Claim(**entry) for entry in yaml.safe_load(text))
+
+
+#: The comparative claims of CUT and DiSparse (:func:`paper_claims`).
+CLAIMS: tuple[Claim, ...] = paper_claims()
 
 
 def margin(better: Sequence[float], worse: Sequence[float], noise_floor: float) -> float:

@@ -1,4 +1,4 @@
-"""The ``cutlib`` command (DESIGN §6).
+"""The ``cutlib`` command (docs/architecture.md#the-command-line).
 
 ``cutlib run`` runs one experiment; ``cutlib grid`` runs a profile's experiment grid;
 ``cutlib reproduce`` executes the notebooks; ``cutlib export`` writes a ``model.pt`` as a sparse
@@ -60,14 +60,35 @@ def _parse_size(text: str) -> tuple[int, int]:
     return size
 
 
+def _methods_help() -> str:
+    """The registered methods, one line each with their options (``cutlib run --help``)."""
+    from dataclasses import fields
+
+    from cutlib.methods import METHODS
+
+    width = max(len(name) for name in METHODS)
+    lines = ["methods:"]
+    for name, method in METHODS.items():
+        lines.append(f"  {name:<{width}}  {method.summary}")
+        if method.options is not None:
+            options = ", ".join(f.name for f in fields(method.options))
+            lines.append(f"  {'':<{width}}    options: {options}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cutlib`` command."""
     parser = _Parser(prog="cutlib", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = commands.add_parser("run", help="run one experiment (cached by configuration)")
+    run = commands.add_parser(
+        "run",
+        help="run one experiment (cached by configuration)",
+        epilog=_methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--dataset", required=True, help="dataset, e.g. synth-nyuv2")
-    run.add_argument("--method", default="dense", help="method (default: dense)")
+    run.add_argument("--method", default="dense", help="method (default: dense; see below)")
     run.add_argument("--tasks", type=_split_list, help="comma-separated tasks (default: all)")
     run.add_argument("--sparsity", type=float, help="fraction of zero weights in [0, 1)")
     run.add_argument(
@@ -86,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a method option, repeatable (e.g. cut: criterion, fusion, min_votes, keep_ratio, "
-        "bn_mode)",
+        help="a method option, repeatable (each method's options are listed below)",
     )
     run.add_argument(
         "--data-root", type=Path, help="a real dataset's folder (default: data/<dataset>/)"

@@ -1,13 +1,10 @@
 """What an edge device really gains from a pruned multi-task model: measurement only, no plots
-(PAPER_NOTES §8).
+(docs/method/efficiency.md).
 
-Every number here says what it counts (PAPER_NOTES §8.1–§8.6):
+Every number here says what it counts (docs/method/efficiency.md#an-honest-efficiency-table):
 
-- **FLOP** (:func:`flop_counts`, :func:`total_flops`): shape-based, from
-  :class:`torch.utils.flop_counter.FlopCounterMode`, **2 FLOP per multiply-accumulate**; bias, BN,
-  ReLU, add and pooling count 0. Masked zeros do **not** reduce it: dense kernels run anyway.
-- **Sparse FLOP** (:func:`sparse_flops`): the *theoretical* count if every zero weight were
-  skipped. No dense kernel realises it.
+- **FLOP** and **sparse FLOP**: :mod:`cutlib.pruning.flops` (shape-based, 2 per
+  multiply-accumulate; the sparse count is the theoretical one no dense kernel realises).
 - **Parameters** (:func:`parameter_summary`): total vs non-zero, biases and BN affines included,
   masks honoured.
 - **File sizes** (:func:`file_sizes`): dense ``torch.save``, its gzip, bitmask + packed values
@@ -16,15 +13,8 @@ Every number here says what it counts (PAPER_NOTES §8.1–§8.6):
   one forward pass, parameters and input excluded.
 - **Latency** (:func:`measure_latency`, :func:`latency_summary`): ``torch.utils.benchmark`` with
   fixed threads, eval + inference mode, variants interleaved, raw samples kept; medians and IQRs,
-  never means (PAPER_NOTES §8.4); in PyTorch eager and, optionally, as the ONNX export under
-  ONNX Runtime, the runtime a CPU edge device would use.
-
-Example:
-    >>> from cutlib.tasks import TaskSpec
-    >>> from cutlib.models import SceneNet
-    >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1, 2, 3, 4))
-    >>> total_flops(net, (1, 3, 64, 64)) == sum(flop_counts(net, (1, 3, 64, 64)).values())
-    True
+  never means (docs/method/efficiency.md#measuring-latency); in PyTorch eager and, optionally, as
+  the ONNX export under ONNX Runtime, the runtime a CPU edge device would use.
 """
 
 from __future__ import annotations
@@ -35,8 +25,8 @@ import os
 import platform
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from itertools import product
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -46,110 +36,20 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from cutlib.models import SceneNet
-from cutlib.pruning.masks import PRUNABLE_TYPES, deployed, is_masked, parameter_counts
+from cutlib.pruning.flops import (
+    device_of,
+    effective_weight,
+    eval_mode,
+    flop_counts,
+    sparse_from_counts,
+)
+from cutlib.pruning.masks import PRUNABLE_TYPES, deployed, parameter_counts
 
 #: Bytes per MB in every table here (decimal, as in PAPER_NOTES §8.5: 90.65 M fp32 = 362.6 MB).
 MB = 1e6
-#: Key of :func:`flop_counts` for FLOPs of ops run outside every leaf module (0 for SceneNet).
-OUTSIDE_LEAVES = ""
-
-
-# ----------------------------------------------------------------------------------------- helpers
-
-
-def _device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _effective_weight(module: nn.Module) -> Tensor:
-    """The weight a forward pass uses: ``weight_orig * weight_mask`` when a mask is installed."""
-    if is_masked(module):
-        return module.weight_orig.detach() * module.weight_mask
-    return module.weight.detach()
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-# ------------------------------------------------------------------------------------------- FLOPs
-
-
-def flop_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """FLOPs of one forward pass per leaf module, keyed by its name in ``model.named_modules()``.
-
-    Unit: FLOP, **2 per multiply-accumulate** (:class:`~torch.utils.flop_counter.FlopCounterMode`'s
-    convention, PAPER_NOTES §8.3): a conv costs 2·N·C_out·H_out·W_out·(C_in/g)·k_h·k_w; biases,
-    BN, activations, adds and pooling count 0. Shape-based: masked zeros do not reduce it.
-
-    Every ``Conv2d`` / ``Linear`` gets an entry (0 if it did not run), other leaves only when they
-    count FLOPs; FLOPs of ops outside every leaf module go under the key ``""`` (the root's
-    name) when there are any, so the values always sum to :func:`total_flops`.
-
-    Args:
-        model: run once in eval mode under ``torch.inference_mode()`` on a zero input (restored to
-            its previous train/eval mode afterwards).
-        input_shape: the full input shape, e.g. ``(1, 3, 96, 96)``.
-    """
-    counter = FlopCounterMode(display=False)
-    x = torch.zeros(input_shape, device=_device(model))
-    with _eval_mode(model), torch.inference_mode(), counter:
-        model(x)
-    by_module = {key: sum(ops.values()) for key, ops in counter.get_flop_counts().items()}
-    root = type(model).__name__
-    counts: dict[str, int] = {}
-    for name, module in model.named_modules():
-        if name and next(module.children(), None) is None:
-            flops = int(by_module.get(f"{root}.{name}", 0))
-            if flops or isinstance(module, PRUNABLE_TYPES):
-                counts[name] = flops
-    outside = int(counter.get_total_flops()) - sum(counts.values())
-    if outside:
-        counts[OUTSIDE_LEAVES] = outside
-    return counts
-
-
-def total_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass of ``model`` (2 per multiply-accumulate, shape-based; see
-    :func:`flop_counts`, PAPER_NOTES §8.3)."""
-    return sum(flop_counts(model, input_shape).values())
-
-
-@torch.no_grad()
-def sparse_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Theoretical FLOPs if every zero weight were skipped (2 per multiply-accumulate).
-
-    Σ over ``Conv2d`` / ``Linear`` of (its :func:`flop_counts` entry × the fraction of non-zero
-    entries of its effective weight), i.e. 2·Σ nnz(W_ℓ)·H_out·W_out·N; other FLOPs count in full.
-    **Not realised by dense kernels** (PAPER_NOTES §8.1, §8.3): a masked model runs the dense
-    count; only a sparse kernel could approach this one.
-    """
-    return _sparse_from_counts(model, flop_counts(model, input_shape))
-
-
-def _sparse_from_counts(model: nn.Module, counts: Mapping[str, int]) -> int:
-    modules = dict(model.named_modules())
-    flops = 0
-    for name, count in counts.items():
-        module = modules.get(name) if name else None
-        if isinstance(module, PRUNABLE_TYPES):
-            weight = _effective_weight(module)
-            # count = 2·N·H_out·W_out·numel(W) exactly, so this division is exact.
-            flops += count * int(torch.count_nonzero(weight)) // weight.numel()
-        else:
-            flops += count
-    return flops
 
 
 # -------------------------------------------------------------------------------------- parameters
@@ -165,7 +65,7 @@ def parameter_summary(model: nn.Module) -> dict[str, int]:
     (``weight_orig`` is not double counted).
     """
     counts = parameter_counts(model)
-    prunable = [_effective_weight(m) for m in model.modules() if isinstance(m, PRUNABLE_TYPES)]
+    prunable = [effective_weight(m) for m in model.modules() if isinstance(m, PRUNABLE_TYPES)]
     return {
         "total": counts["total"],
         "nonzero": counts["nonzero"],
@@ -317,7 +217,7 @@ def peak_inference_memory(
     if method not in ("tensors", "allocator"):
         raise ValueError(f"unknown method {method!r}; valid: 'tensors', 'allocator'")
     model = deployed(model)
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         if method == "allocator":
             if input.device.type == "cuda":
                 torch.cuda.synchronize(input.device)
@@ -482,7 +382,7 @@ def measure_latency(
     generator = torch.Generator().manual_seed(seed)
     images = {b: torch.randn(b, in_channels, *input_size, generator=generator) for b in batch_sizes}
     inputs = {
-        (name, b): images[b].to(_device(model))
+        (name, b): images[b].to(device_of(model))
         for name, model in models.items()
         for b in batch_sizes
     }
@@ -491,7 +391,7 @@ def measure_latency(
     total = repeats * len(threads) * len(batch_sizes) * len(runtimes) * len(models)
     with ExitStack() as stack, tqdm(total=total, desc="latency", disable=not progress) as bar:
         for model in models.values():
-            stack.enter_context(_eval_mode(model))
+            stack.enter_context(eval_mode(model))
         stack.callback(deployments.folder.cleanup)
         order = product(range(repeats), threads, batch_sizes, runtimes, models)
         for repeat, num_threads, batch, runtime, name in order:
@@ -595,7 +495,7 @@ def efficiency_table(
         model = deployed(model)
         params = parameter_summary(model)
         counts = flop_counts(model, shape)
-        x = torch.randn(memory_batch, in_channels, *input_size, device=_device(model))
+        x = torch.randn(memory_batch, in_channels, *input_size, device=device_of(model))
         rows.append(
             {
                 "variant": name,
@@ -604,7 +504,7 @@ def efficiency_table(
                 "sparsity (prunable, %)": 100
                 * (1 - params["prunable_nonzero"] / max(params["prunable_total"], 1)),
                 "GFLOP (2/MAC)": sum(counts.values()) / 1e9,
-                "sparse GFLOP (theory)": _sparse_from_counts(model, counts) / 1e9,
+                "sparse GFLOP (theory)": sparse_from_counts(model, counts) / 1e9,
                 "state_dict MB": sizes["state_dict"] / MB,
                 "state_dict with masks MB": _mb(sizes["state_dict_reparam"]),
                 f"gzip-{gzip_level} MB": sizes["state_dict_gzip"] / MB,

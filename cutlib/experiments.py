@@ -1,9 +1,13 @@
-"""Experiments: run configurations, run ids, and the run store (DESIGN §6).
+"""Experiments: run configurations, run ids, and the run store
+(docs/architecture.md#runs-and-the-run-store).
 
-One run = one (dataset, method, tasks, sparsity, profile, seed). It is identified by a hash of its
-*full* configuration (including the resolved profile and the code's data version), stored under
-``results/runs/<id>/`` and reused when asked for again. ``metrics.json`` is written last and
-atomically, so its presence means the run finished; an interrupted run is simply redone.
+One run = one (dataset, method, tasks, sparsity, profile, seed). Its configuration is resolved once
+(:func:`resolve`: validated, its profile loaded and typed, its method and options looked up) into a
+:class:`~cutlib.methods.spec.RunSpec` that the run carries from here to ``metrics.json``. It is
+identified by a hash of its *full* configuration (including the resolved profile and the code's
+data version), stored under ``results/runs/<id>/`` and reused when asked for again.
+``metrics.json`` is written last and atomically, so its presence means the run finished; an
+interrupted run is simply redone.
 
 Every method starts from the dense pre-trained multi-task model, which is itself a cached run: the
 ``dense`` method on all tasks of the dataset.
@@ -11,12 +15,13 @@ Every method starts from the dense pre-trained multi-task model, which is itself
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +29,20 @@ import torch
 from torch.utils.data import DataLoader
 
 import cutlib
-from cutlib.checkpoint import load_model, save_model
-from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS, RunContext
-from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks, load_dataset
+from cutlib.checkpoint import save_model
+from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks
 from cutlib.data.real import default_root, read_index
 from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
-from cutlib.methods import DENSE, METHOD_OPTIONS, METHODS, pretrain
+from cutlib.methods import (
+    DEFAULT_PROTOCOL,
+    DENSE,
+    METHODS,
+    PROTOCOLS,
+    RunContext,
+    RunSpec,
+    get_method,
+)
 from cutlib.metrics import delta_mtl
 from cutlib.models import SceneNet
 from cutlib.profiles import (
@@ -38,13 +50,12 @@ from cutlib.profiles import (
     check_profile_name,
     load_profile,
     method_settings,
-    paper_protocol_methods,
     run_settings,
 )
-from cutlib.pruning.importance import BNMode, TaskScores, scoring_batches, task_importance
+from cutlib.pruning.importance import BNMode, TaskScores
 from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
 from cutlib.tasks import select_tasks
-from cutlib.train import TrainConfig, resolve_device
+from cutlib.train import resolve_device
 from cutlib.trivial import ConstantPredictor, fit_constants
 
 
@@ -67,72 +78,32 @@ class RunConfig:
     data_root: str | None = None
 
     def validated(self) -> RunConfig:
-        """Check every field and return a normalised copy (tasks in dataset order, sparsity set).
-
-        Raises:
-            ValueError: with one line naming the valid choices, for an unknown dataset, method,
-                task, profile or protocol, or a sparsity outside [0, 1).
-            cutlib.data.real.DataError: a real dataset that is missing or malformed (the
-                message says how to get it); ValueError for a data root given to a synthetic
-                dataset.
+        """Check every field and return a normalised copy (tasks in dataset order, sparsity set,
+        options at their defaults dropped: an option set to its default is the same run as no
+        option). See :func:`resolve` for what is checked.
         """
-        info = dataset_info(self.dataset)
-        data_root = self.data_root
-        if self.dataset in REAL_LAYOUTS:
-            folder = Path(data_root) if data_root else default_root(self.dataset)
-            read_index(REAL_LAYOUTS[self.dataset], folder)  # present and well-formed, or stop
-            data_root = str(folder.resolve()) if data_root else None
-        elif data_root is not None:
-            raise ValueError(f"{self.dataset} is rendered, not read: it takes no data root")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
-        tasks = tuple(t.name for t in select_tasks(info.tasks, self.tasks))
-        check_profile_name(self.profile)
-        settings = load_profile(self.profile, self.dataset)
-        unknown = set(paper_protocol_methods(settings)) - set(METHODS)
-        if unknown:
-            raise ValueError(
-                f"profile {self.profile!r}: baselines.paper_protocol names an unknown method "
-                f"{sorted(unknown)[0]!r}; valid methods: {', '.join(METHODS)}"
-            )
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(
-                f"unknown protocol {self.protocol!r}; valid protocols: {', '.join(PROTOCOLS)}"
-            )
-        sparsity = self.sparsity
-        if sparsity is None:
-            sparsity = 0.0 if self.method == DENSE else 0.9
-        if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"sparsity must be a fraction in [0, 1), got {sparsity}")
-        if self.method == DENSE and sparsity != 0.0:
-            raise ValueError("the dense method prunes nothing: leave --sparsity out or set it to 0")
-        options = tuple(sorted(dict(self.options).items()))
-        checked = replace(
-            self,
-            tasks=tasks,
-            sparsity=float(sparsity),
-            seed=int(self.seed),
-            options=options,
-            data_root=data_root,
+        spec = resolve(self)
+        options = spec.options
+        pairs = () if options is None else _non_default_options(options)
+        return RunConfig(
+            spec.dataset,
+            spec.method.name,
+            spec.tasks,
+            spec.sparsity,
+            spec.profile.name,
+            spec.seed,
+            pairs,
+            spec.protocol,
+            spec.data_root,
         )
-        parsed = checked.method_options()
-        if parsed is not None:  # an option set to its default is the same run as no option
-            default = type(parsed)()
-            options = tuple((k, v) for k, v in options if getattr(default, k) != v)
-        return replace(checked, options=options)
 
     def method_options(self) -> Any:
-        """The method's parsed options (e.g. :class:`~cutlib.pruning.cut.CutOptions`).
+        """The method's parsed options (e.g. :class:`~cutlib.methods.cut.CutOptions`).
 
         Raises:
             ValueError: for an option the method does not have or a value it does not accept.
         """
-        parser = METHOD_OPTIONS.get(self.method)
-        if parser is None:
-            if self.options:
-                raise ValueError(f"method {self.method!r} takes no options")
-            return None
-        return parser(dict(self.options))
+        return get_method(self.method).parse_options(dict(self.options))
 
     @property
     def is_pretraining(self) -> bool:
@@ -140,17 +111,87 @@ class RunConfig:
         return self.method == DENSE and self.tasks == dataset_info(self.dataset).task_names
 
 
+def _non_default_options(options: Any) -> tuple[tuple[str, Any], ...]:
+    default = type(options)()
+    pairs = ((f.name, getattr(options, f.name)) for f in fields(options))
+    return tuple(sorted((k, v) for k, v in pairs if getattr(default, k) != v))
+
+
+@functools.cache
+def resolve(config: RunConfig) -> RunSpec:
+    """Validate ``config`` and resolve it, once per process, into the
+    :class:`~cutlib.methods.spec.RunSpec` a run carries: the method, its parsed options, the typed
+    profile and the settings the method trains with, the dataset's tasks as the run trains them
+    (:func:`cutlib.data.dataset_tasks`: loss and class weights).
+
+    Raises:
+        ValueError: with one line naming the valid choices, for an unknown dataset, method,
+            task, profile, protocol or method option, or a sparsity outside [0, 1).
+        cutlib.data.real.DataError: a real dataset that is missing or malformed (the
+            message says how to get it); ValueError for a data root given to a synthetic
+            dataset.
+        cutlib.profiles.ProfileError: a profile with an unknown, missing or ill-typed key.
+    """
+    info = dataset_info(config.dataset)
+    data_root = config.data_root
+    if config.dataset in REAL_LAYOUTS:
+        folder = Path(data_root) if data_root else default_root(config.dataset)
+        read_index(REAL_LAYOUTS[config.dataset], folder)  # present and well-formed, or stop
+        data_root = str(folder.resolve()) if data_root else None
+    elif data_root is not None:
+        raise ValueError(f"{config.dataset} is rendered, not read: it takes no data root")
+    method = get_method(config.method)
+    tasks = tuple(t.name for t in select_tasks(info.tasks, config.tasks))
+    check_profile_name(config.profile)
+    profile = load_profile(config.profile, config.dataset)
+    unknown = set(profile.baselines.paper_protocol) - set(METHODS)
+    if unknown:
+        raise ValueError(
+            f"profile {config.profile!r}: baselines.paper_protocol names an unknown method "
+            f"{sorted(unknown)[0]!r}; valid methods: {', '.join(METHODS)}"
+        )
+    if config.protocol not in PROTOCOLS:
+        raise ValueError(
+            f"unknown protocol {config.protocol!r}; valid protocols: {', '.join(PROTOCOLS)}"
+        )
+    sparsity = config.sparsity
+    if sparsity is None:
+        sparsity = 0.0 if method.name == DENSE else 0.9
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be a fraction in [0, 1), got {sparsity}")
+    if method.name == DENSE and sparsity != 0.0:
+        raise ValueError("the dense method prunes nothing: leave --sparsity out or set it to 0")
+    settings = method_settings(profile, method.name, config.protocol)
+    all_tasks = dataset_tasks(config.dataset, settings, data_root)
+    return RunSpec(
+        dataset=config.dataset,
+        method=method,
+        tasks=tasks,
+        sparsity=float(sparsity),
+        seed=int(config.seed),
+        protocol=config.protocol,
+        options=method.parse_options(dict(config.options)),
+        profile=profile,
+        settings=settings,
+        all_tasks=all_tasks,
+        selected=select_tasks(all_tasks, tasks),
+        data_root=data_root,
+        is_pretraining=method.name == DENSE and tasks == info.task_names,
+    )
+
+
 def full_config(config: RunConfig) -> dict[str, Any]:
     """Everything that determines a run's result; its hash is the run id. The method's options
     are included as resolved (defaults filled in), so changing a default makes new runs."""
-    options = config.method_options()
+    spec = resolve(config)
+    options = spec.options
     run = asdict(config)
     if run["data_root"] is None:  # the default data: the same ids as before the option existed
         del run["data_root"]
     return {
         "run": run,
         "method_options": None if options is None else asdict(options),
-        "profile": run_settings(load_profile(config.profile, config.dataset)),
+        "profile": run_settings(spec.profile),
         "versions": {"cutlib": cutlib.__version__, "synthetic_data": SYNTHETIC_VERSION},
     }
 
@@ -204,19 +245,13 @@ def pretrained_task_scores(
 ) -> tuple[SceneNet, TaskScores]:
     """The dense pre-trained model of ``dataset`` (all heads; trained first if it is not in the
     run store) and the per-task Taylor scores of ``tasks`` (default: all) on its frozen weights,
-    over the profile's scoring batches, exactly as a ``cut`` run computes them."""
-    settings = load_profile(profile, dataset)
-    specs = select_tasks(dataset_tasks(dataset, settings), tasks)
-    run_dir = pretrained_run(RunConfig(dataset, profile=profile, seed=seed), device, False)
-    model = load_model(run_dir / "model.pt", resolve_device(device))
-    scoring = settings["scoring"]
-    train_split = load_dataset(dataset, "train", settings, seed)
-    batches = scoring_batches(train_split, scoring["batch_size"], scoring["batches"], seed)
-    align = TrainConfig.from_profile(settings["finetune"]).align
-    scores = task_importance(
-        model, batches, specs, "taylor", bn_mode=bn_mode, align=align, seed=seed
-    )
-    return model, scores
+    over the profile's scoring batches, by the very code a ``cut`` run scores with
+    (:meth:`~cutlib.methods.context.RunContext.task_scores`)."""
+    config = RunConfig(dataset, DENSE, tuple(tasks) if tasks else None, 0.0, profile, seed)
+    pretrained = pretrained_run(config, device, False)
+    ctx = RunContext(resolve(config.validated()), resolve_device(device), False, pretrained)
+    model = ctx.load_pretrained()
+    return model, ctx.task_scores(model, "taylor", bn_mode)
 
 
 @dataclass(frozen=True)
@@ -257,7 +292,7 @@ def run(
     config = config.validated()
     directory = run_directory(config)
     if not (directory / "metrics.json").is_file():
-        _execute(config, directory, resolve_device(device), progress)
+        _execute(config, resolve(config), directory, resolve_device(device), progress)
     elif progress:
         print(f"reusing finished run {directory.name}")
     if out is not None:
@@ -269,26 +304,14 @@ def run(
     return RunRecord(directory, read_json(directory / "metrics.json"))
 
 
-def run_context(
-    config: RunConfig, device: torch.device, progress: bool, pretrained: Path | None
-) -> RunContext:
-    """The context a run of ``config`` hands its method: the profile as that method trains with
-    it under the run's protocol (:func:`cutlib.profiles.method_settings`) and the dataset's tasks
-    as the run trains them (:func:`cutlib.data.dataset_tasks`: loss and class weights)."""
-    profile = method_settings(
-        load_profile(config.profile, config.dataset), config.method, config.protocol
-    )
-    all_tasks = dataset_tasks(config.dataset, profile, config.data_root)
-    selected = select_tasks(all_tasks, config.tasks)
-    return RunContext(config, profile, all_tasks, selected, device, progress, pretrained)
-
-
-def _execute(config: RunConfig, directory: Path, device: torch.device, progress: bool) -> None:
+def _execute(
+    config: RunConfig, spec: RunSpec, directory: Path, device: torch.device, progress: bool
+) -> None:
     start = time.perf_counter()
-    pretrained = None if config.is_pretraining else pretrained_run(config, device, progress)
-    ctx = run_context(config, device, progress, pretrained)
-    task_names = config.tasks or ()
-    result = pretrain(ctx) if pretrained is None else METHODS[config.method](ctx)
+    pretrained = None if spec.is_pretraining else pretrained_run(config, device, progress)
+    ctx = RunContext(spec, device, progress, pretrained)
+    task_names = spec.tasks
+    result = spec.method.run(ctx)
     fold_masks(result.model)  # pruned weights become plain zeros before counting and saving
 
     eval_start = time.perf_counter()

@@ -23,10 +23,11 @@ the last digits of a trained model depend on the number of threads it trained wi
 parallel grid and a serial grid give identical tables when each run gets the same number of
 ``threads`` (:func:`run_grid` sets it; by default 1 per run when ``jobs > 1``).
 
-A method that starts from the pre-trained model and trains once (:data:`PROTOCOL_FREE`) trains
-identically under both protocols (:mod:`cutlib.context`) unless the profile gives it its own
-authors' settings under ``paper`` (``baselines.paper_protocol``, :func:`trains_alike`); the grid
-then makes its run once and reports it under every protocol the block lists.
+A method that starts from the pre-trained model and trains once
+(:attr:`~cutlib.methods.registry.Method.protocol_free`) trains identically under both protocols
+(:mod:`cutlib.methods.registry`) unless the profile gives it its own authors' settings under
+``paper`` (``baselines.paper_protocol``, :func:`trains_alike`); the grid then makes its run once
+and reports it under every protocol the block lists.
 """
 
 from __future__ import annotations
@@ -43,33 +44,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from cutlib.context import DEFAULT_PROTOCOL, PROTOCOLS
 from cutlib.data import dataset_info
-from cutlib.experiments import RunConfig, run, run_directory, run_id
+from cutlib.experiments import RunConfig, resolve, run, run_directory, run_id
 from cutlib.io import read_json, results_dir
-from cutlib.methods import DENSE, METHODS
-from cutlib.profiles import load_profile, method_settings, paper_protocol_methods
-
-#: Methods whose training does not depend on the protocol: they start from the pre-trained model
-#: and train once with the ``finetune`` schedule under both (:meth:`RunContext.schedule`), unless
-#: the profile sets them apart under ``paper`` (:func:`trains_alike`).
-PROTOCOL_FREE: frozenset[str] = frozenset(
-    {DENSE, "cut", "disparse_pt", "magnitude", "cut_structured", "channel_magnitude"}
-)
+from cutlib.methods import DEFAULT_PROTOCOL, DENSE, METHODS, PROTOCOLS, get_method
+from cutlib.profiles import Profile, load_profile
 
 
-def trains_alike(method: str, settings: Mapping[str, Any]) -> bool:
+def trains_alike(method: str, settings: Profile) -> bool:
     """Whether ``method`` trains identically under both protocols with the loaded profile
-    ``settings``: it is in :data:`PROTOCOL_FREE` and the profile's ``baselines.paper_protocol``
-    gives it no settings of its own.
+    ``settings``: it is protocol-free (:attr:`~cutlib.methods.registry.Method.protocol_free`) and
+    the profile's ``baselines.paper_protocol`` gives it no settings of its own.
 
     Example:
-        >>> trains_alike("disparse_pt", load_profile("quick")), trains_alike("snip", {})
+        >>> quick = load_profile("quick")
+        >>> trains_alike("disparse_pt", quick), trains_alike("snip", quick)
         (True, False)
         >>> trains_alike("disparse_pt", load_profile("paper", "nyuv2"))
         False
     """
-    return method in PROTOCOL_FREE and method not in paper_protocol_methods(settings)
+    return get_method(method).protocol_free and method not in settings.baselines.paper_protocol
 
 
 #: Columns that identify a grid cell in :func:`collect`'s table (``task``/``metric`` add the
@@ -98,7 +92,8 @@ def options_label(options: Iterable[tuple[str, Any]]) -> str:
 @dataclass(frozen=True)
 class GridCell:
     """One entry of the grid: a run configuration and the protocol it is reported under (which
-    differs from ``config.protocol`` only for :data:`PROTOCOL_FREE` methods)."""
+    differs from ``config.protocol`` only for a method that trains alike under both,
+    :func:`trains_alike`)."""
 
     config: RunConfig
     protocol: str
@@ -160,8 +155,8 @@ def grid_cells(
 ('cut', 'paper', 'fair')]
     """
     settings = load_profile(profile)
-    blocks = settings.get("grid", []) if blocks is None else blocks
-    seeds = list(settings.get("seeds", [0]) if seeds is None else seeds)
+    blocks = settings.grid if blocks is None else blocks
+    seeds = list(settings.seeds if seeds is None else seeds)
     wanted = set(datasets) if datasets is not None else None
     dense_cells: list[GridCell] = []
     cells: list[GridCell] = []
@@ -190,49 +185,17 @@ def grid_cells(
     return list(dict.fromkeys(dense_cells + [c for c in cells if c.config.method != DENSE]))
 
 
-#: Methods that train from scratch, and the schedule the ``paper`` protocol gives them.
-_SCRATCH_PAPER_SCHEDULE: dict[str, str] = {
-    "snip": "finetune",
-    "random": "finetune",
-    "disparse_static": "pretrain",
-    "disparse_dynamic": "pretrain",
-    "rigl": "pretrain",
-}
-
-
 def planned_iterations(config: RunConfig) -> int:
-    """The optimiser steps a run will take (the protocols of :mod:`cutlib.context`), from its
-    profile: P pre-training and F fine-tuning iterations, R rounds, rewinding iteration k.
-
-    ``dense``: P for the pre-training, 0 for a selection of its heads; one-shot pre-trained
-    methods: F; ``imp``: F (``fair``) or R·F (``paper``); ``lth``: F or R·(P − k); from scratch:
-    P + F (``fair``) or the reference schedule (``paper``). Under ``paper`` P and F are the
-    method's own (:func:`cutlib.profiles.method_settings`). A test checks these against the steps
-    every method records in ``metrics.json``.
+    """The optimiser steps a run will take, as its method declares them
+    (:meth:`~cutlib.methods.registry.Method.planned_steps`, under the method's own settings for
+    the run's protocol; the pre-training's for the pre-training run). A test checks these against
+    the steps every method records in ``metrics.json``.
 
     Example:
-        >>> planned_iterations(RunConfig("synth-nyuv2", "snip", profile="smoke").validated())
+        >>> planned_iterations(RunConfig("synth-nyuv2", "snip", profile="smoke"))
         50
     """
-    settings = method_settings(
-        load_profile(config.profile, config.dataset), config.method, config.protocol
-    )
-    pretrain, finetune = settings["pretrain"]["iterations"], settings["finetune"]["iterations"]
-    rounds = int(settings["baselines"]["rounds"])
-    paper = config.protocol == "paper"
-    if config.method == DENSE:
-        return pretrain if config.is_pretraining else 0
-    if config.method in _SCRATCH_PAPER_SCHEDULE:
-        if not paper:
-            return pretrain + finetune
-        return pretrain if _SCRATCH_PAPER_SCHEDULE[config.method] == "pretrain" else finetune
-    if config.method == "imp" and paper:
-        return rounds * finetune
-    if config.method == "lth" and paper:
-        return rounds * (pretrain - int(settings["pretrain"]["rewind_iteration"]))
-    if config.method in ("imp", "lth"):
-        return rounds * max(finetune // rounds, 1)
-    return finetune
+    return resolve(config.validated()).planned_steps
 
 
 def _unique_configs(cells: Iterable[GridCell]) -> list[RunConfig]:

@@ -3,11 +3,13 @@ checkout's ``results/``; generated datasets share the project's cache (they are 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from cutlib.experiments import resolve
 from cutlib.models import SceneNet
 from cutlib.tasks import TaskSpec
 
@@ -20,6 +22,14 @@ def isolated_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     results = tmp_path / "results"
     monkeypatch.setenv("CUTLIB_RESULTS", str(results))
     return results
+
+
+@pytest.fixture(autouse=True)
+def fresh_resolutions() -> Iterator[None]:
+    """Forget the run configurations resolved during a test (they are cached per process), so a
+    test that patches a profile or registers a method leaves nothing behind."""
+    yield
+    resolve.cache_clear()
 
 
 @pytest.fixture

@@ -3,13 +3,16 @@ CUT's ``scoring_batches`` option."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from cutlib.ablations import FAMILIES, ablation_cells, ablation_row, fusion_mask_groups, variants
 from cutlib.experiments import RunConfig, run
-from cutlib.pruning.cut import CutOptions
+from cutlib.methods.cut import CutOptions
+from cutlib.profiles.schema import AblationSettings
 
-SECTION = {"tasks": "seg+depth", "fusion_tasks": "seg+sn+depth", "batches": [1, 4, 50]}
+SECTION = AblationSettings("synth-nyuv2", "seg+depth", "seg+sn+depth", 0.9, batches=[1, 4, 50])
 
 
 def test_variants_change_one_option_each_and_start_with_the_authors_choice() -> None:
@@ -28,7 +31,7 @@ def test_variants_change_one_option_each_and_start_with_the_authors_choice() -> 
 
 
 def test_a_profile_chooses_the_families_and_criteria() -> None:
-    section = {**SECTION, "families": ["criterion", "keep ratio κ"], "criteria": ["random"]}
+    section = replace(SECTION, families=["criterion", "keep ratio κ"], criteria=["random"])
     found = variants(section, default_batches=4)
     assert [(v.family, v.options) for v in found] == [
         ("criterion", ()),
@@ -37,7 +40,7 @@ def test_a_profile_chooses_the_families_and_criteria() -> None:
         ("keep ratio κ", (("keep_ratio", "table"),)),
     ]
     with pytest.raises(ValueError, match="unknown ablation family 'bn'; valid families: fusion"):
-        variants({**SECTION, "families": ["bn"]}, default_batches=4)
+        variants(replace(SECTION, families=["bn"]), default_batches=4)
 
 
 def test_scoring_batches_option_is_validated() -> None:

@@ -13,11 +13,13 @@ from torch import Tensor
 from cutlib.checkpoint import load_model, save_model
 from cutlib.experiments import RunConfig, RunRecord, run
 from cutlib.io import read_json
+from cutlib.methods.cut import METHOD as CUT
+from cutlib.methods.cut import CutOptions
 from cutlib.models import SceneNet
 from cutlib.profiles import load_profile
-from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut, table_keep_ratio
 from cutlib.pruning.importance import task_importance
 from cutlib.pruning.masks import apply_masks, density, owned_by, prunable_weights, sparsity_report
+from cutlib.pruning.per_task import CutMasker, plan_cut, table_keep_ratio
 from cutlib.tasks import TaskSpec
 
 # --- options ---------------------------------------------------------------------------------
@@ -29,11 +31,11 @@ def test_default_options_are_the_authors() -> None:
     assert (options.keep_ratio, options.bn_mode) == ("calibrate", "train")
 
 
-def test_from_pairs_builds_and_checks_names() -> None:
-    options = CutOptions.from_pairs({"fusion": "union", "keep_ratio": 0.1, "bn_mode": "eval"})
+def test_parse_options_builds_and_checks_names() -> None:
+    options = CUT.parse_options({"fusion": "union", "keep_ratio": 0.1, "bn_mode": "eval"})
     assert options == CutOptions(fusion="union", keep_ratio=0.1, bn_mode="eval")
     with pytest.raises(ValueError, match="unknown option 'nope'; valid options: criterion"):
-        CutOptions.from_pairs({"fusion": "union", "nope": 1})
+        CUT.parse_options({"fusion": "union", "nope": 1})
 
 
 @pytest.mark.parametrize(
@@ -51,7 +53,7 @@ def test_bad_option_values_raise(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         CutOptions(**{field: value})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=field):
-        CutOptions.from_pairs({field: value})
+        CUT.parse_options({field: value})
 
 
 @pytest.mark.parametrize("keep_ratio", ["table", "calibrate", 0.1, 1, 1.0, 0.001])
@@ -72,7 +74,7 @@ def test_table_keep_ratio() -> None:
     assert table_keep_ratio(0.8, table) == pytest.approx(0.2, abs=1e-12)  # fallback: 1 − s
     assert table_keep_ratio(0.3, None) == pytest.approx(0.7, abs=1e-12)
     assert table_keep_ratio(0.9, {"0.9": "0.08"}) == 0.08  # YAML may give strings
-    paper = load_profile("paper")["scoring"]["keep_ratios"]
+    paper = load_profile("paper").scoring.keep_ratios
     assert table_keep_ratio(0.9, paper) == 0.08 and table_keep_ratio(0.5, paper) == 0.46
 
 
@@ -148,7 +150,7 @@ def _tiny_masker(fusion: str = "vote") -> tuple[SceneNet, CutMasker]:
 @pytest.mark.parametrize("fusion", ["vote", "union"])
 def test_plan_cut_calibrates_to_the_requested_sparsity(fusion: str) -> None:
     net, masker = _tiny_masker(fusion)
-    plan = plan_cut(masker, 0.9, CutOptions(criterion="magnitude", fusion=fusion))  # type: ignore[arg-type]
+    plan = plan_cut(masker, 0.9)
     assert abs(plan.sparsity - 0.9) <= 0.001
     assert plan.sparsity == pytest.approx(1.0 - density(plan.masks), abs=1e-12)
     assert set(plan.masks) == {w.name for w in prunable_weights(net)}
@@ -160,12 +162,12 @@ def test_plan_cut_calibrates_to_the_requested_sparsity(fusion: str) -> None:
 
 def test_plan_cut_with_table_or_number_uses_that_kappa() -> None:
     _, masker = _tiny_masker()
-    table = plan_cut(masker, 0.9, CutOptions(keep_ratio="table"), {0.9: 0.08})
+    table = plan_cut(masker, 0.9, "table", {0.9: 0.08})
     assert table.keep_ratio == 0.08
     assert all(torch.equal(table.masks[n], m) for n, m in masker(0.08).items())
-    fallback = plan_cut(masker, 0.7, CutOptions(keep_ratio="table"), None)
+    fallback = plan_cut(masker, 0.7, "table", None)
     assert fallback.keep_ratio == pytest.approx(0.3)
-    number = plan_cut(masker, 0.9, CutOptions(keep_ratio=0.25))
+    number = plan_cut(masker, 0.9, 0.25)
     assert number.keep_ratio == 0.25
     assert number.sparsity == pytest.approx(1.0 - density(masker(0.25)), abs=1e-12)
     assert all(torch.equal(number.masks[n], m) for n, m in masker(0.25).items())

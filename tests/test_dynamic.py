@@ -13,8 +13,8 @@ import torch
 from cutlib.checkpoint import load_model
 from cutlib.experiments import RunConfig, run
 from cutlib.losses import multitask_loss
+from cutlib.methods.disparse_dynamic import STEM
 from cutlib.models import SceneNet
-from cutlib.pruning.disparse_dynamic import STEM
 from cutlib.pruning.dynamic import (
     DynamicSparsity,
     JointGradient,

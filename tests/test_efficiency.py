@@ -15,17 +15,15 @@ from cutlib.efficiency import (
     RUNTIMES,
     efficiency_table,
     file_sizes,
-    flop_counts,
     latency_summary,
     measure_latency,
     merge_latency,
     onnx_exports,
     parameter_summary,
     peak_inference_memory,
-    sparse_flops,
-    total_flops,
 )
 from cutlib.models import SceneNet
+from cutlib.pruning.flops import flop_counts, sparse_flops, total_flops
 from cutlib.pruning.masks import apply_masks, prunable_weights
 
 SHAPE = (1, 3, 32, 32)

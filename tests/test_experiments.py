@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import cutlib.context as context
 import cutlib.experiments as experiments
+import cutlib.methods.context as context
+import cutlib.methods.dense as dense_method
 from cutlib.checkpoint import load_model
 from cutlib.experiments import RunConfig, run, run_id
 from cutlib.io import write_json
@@ -63,7 +64,7 @@ def test_task_subset_drops_heads_and_reuses_the_pretrained_run(
 ) -> None:
     full = run(SMOKE, progress=False)
     calls = []
-    monkeypatch.setattr(experiments, "pretrain", lambda ctx: calls.append(ctx) or None)
+    monkeypatch.setattr(dense_method, "pretrain", lambda ctx: calls.append(ctx) or None)
     subset = run(
         RunConfig("synth-nyuv2", "dense", ("seg", "depth"), profile="smoke"), progress=False
     )
@@ -115,28 +116,23 @@ def test_run_id_ignores_planning_entries_but_not_settings(monkeypatch: pytest.Mo
     config = RunConfig("synth-nyuv2", "cut", ("seg", "depth"), 0.9, "smoke").validated()
     original = experiments.load_profile
 
-    def edited(change):
-        def load(name, dataset=None):
-            profile = original(name, dataset)
-            change(profile)
-            return profile
-
-        return load
+    def run_id_with(changes: dict) -> str:
+        monkeypatch.setattr(
+            experiments, "load_profile", lambda *args: original(*args).override(changes)
+        )
+        experiments.resolve.cache_clear()
+        return run_id(config)
 
     before = run_id(config)
     planning = {
-        "grid": lambda p: p.update(grid={"sparsities": [0.5]}),
-        "seeds": lambda p: p.update(seeds=[0, 1, 2, 3]),
-        "notebook": lambda p: p["baselines"]["notebook"].update(cut=["fair", "paper"]),
-        "description": lambda p: p.update(description="another text"),
+        "grid": {"grid": [{"sparsities": [0.5]}]},
+        "seeds": {"seeds": [0, 1, 2, 3]},
+        "notebook": {"baselines": {"notebook": {"cut": ["fair", "paper"]}}},
+        "description": {"description": "another text"},
     }
-    for change in planning.values():
-        monkeypatch.setattr(experiments, "load_profile", edited(change))
-        assert run_id(config) == before
-    monkeypatch.setattr(
-        experiments, "load_profile", edited(lambda p: p["finetune"].update(iterations=21))
-    )
-    assert run_id(config) != before
+    for changes in planning.values():
+        assert run_id_with(changes) == before
+    assert run_id_with({"finetune": {"iterations": 21}}) != before
 
 
 def test_same_seed_gives_identical_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,7 @@ def _weights_by_owner(model: SceneNet) -> dict[str, int]:
 
 def test_paper_profile_matches_reference_conv_weight_counts() -> None:
     with torch.device("meta"):
-        model = SceneNet(NYUV2, **load_profile("paper", "nyuv2")["model"])
+        model = SceneNet(NYUV2, **load_profile("paper", "nyuv2").model.kwargs())
     counts = _weights_by_owner(model)
     assert counts["backbone"] == 21_267_648
     for task in NYUV2:

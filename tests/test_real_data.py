@@ -87,17 +87,17 @@ def test_nyuv2_test_split_follows_the_sample_conventions(nyuv2_root: Path) -> No
 def test_nyuv2_training_crops_and_the_paper_compatible_normals(nyuv2_root: Path) -> None:
     profile = load_profile("smoke")
     train = load_dataset("nyuv2", "train", profile, 0, augment=True, root=nyuv2_root)
-    crop = tuple(profile["data"]["resolution"])
+    crop = profile.data.resolution
     sample = train[0]
     assert sample["image"].shape == (3, *crop) and sample["seg"].shape == crop
-    colour = {**profile, "data": {**profile["data"], "options": {"normals": "colour"}}}
+    colour = profile.override({"data": {"options": {"normals": "colour"}}})
     test = load_dataset("nyuv2", "test", colour, 0, root=nyuv2_root)
     normals = test[0]["sn"]
     valid = normals.abs().sum(0) > 0
     assert float(normals[:, valid].min()) >= 0 and float(normals[:, valid].max()) <= 255
     assert float(normals[:, valid].max()) > 128  # raw colour values, not unit vectors
     with pytest.raises(ValueError, match="unknown data option 'normal'"):
-        bad = {**profile, "data": {**profile["data"], "options": {"normal": "unit"}}}
+        bad = profile.override({"data": {"options": {"normal": "unit"}}})
         load_dataset("nyuv2", "test", bad, 0, root=nyuv2_root)
 
 
@@ -257,16 +257,16 @@ def test_paper_profile_trains_the_reference_model_one_iteration_at_full_crop() -
     tasks = dataset_tasks("nyuv2", profile)
     assert [t.loss_weight for t in tasks] == [1.0, 20.0, 3.0]
     torch.manual_seed(0)
-    model = SceneNet(tasks, **profile["model"])
+    model = SceneNet(tasks, **profile.model.kwargs())
     assert sum(p.numel() for p in model.parameters()) == 90_695_664  # PAPER_NOTES §4.4
-    height, width = profile["data"]["resolution"]
+    height, width = profile.data.resolution
     image = torch.randn(1, 3, height, width)
     targets = {
         "seg": torch.randint(0, 40, (1, height, width)),
         "sn": torch.nn.functional.normalize(torch.randn(1, 3, height, width), dim=1),
         "depth": torch.rand(1, 1, height, width) + 0.5,
     }
-    optimiser = torch.optim.SGD(model.parameters(), lr=profile["pretrain"]["lr"])
+    optimiser = torch.optim.SGD(model.parameters(), lr=profile.pretrain.lr)
     model.train()
     outputs = model(image)
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
@@ -314,7 +314,7 @@ def test_cityscapes_loader_reads_the_documented_format(tmp_path: Path) -> None:
     assert torch.equal(sample["seg"][raw >= 0], torch.from_numpy(raw[raw >= 0]))
     assert sample["depth"].shape == (1, 256, 512) and bool((sample["depth"][0, :10] == 0).all())
     train = load_dataset("cityscapes", "train", profile, 0, augment=True, root=tmp_path)
-    assert train[0]["seg"].shape == tuple(profile["data"]["resolution"])
+    assert train[0]["seg"].shape == profile.data.resolution
     assert check_layout(REAL_LAYOUTS["cityscapes"], tmp_path) == ([], {"train": 2, "test": 2})
 
 
@@ -364,12 +364,12 @@ def test_taskonomy_loader_reads_the_documented_format(tmp_path: Path) -> None:
         assert float(sample[task].min()) >= 0 and float(sample[task].max()) <= 1
     assert torch.allclose(sample["sn"].norm(dim=0), torch.ones(()), atol=1e-5)
     reference = {"seg_unlabelled": "class0", "depth": "log", "maps": "signed"}
-    paper = {**profile, "data": {**profile["data"], "options": reference}}
+    paper = profile.override({"data": {"options": reference}})
     compat = load_dataset("taskonomy", "test", paper, 0, root=tmp_path)[0]
     assert int((compat["seg"] == 255).sum()) == 0  # merged into class 0, as the reference
     assert float(compat["keypoint"].min()) >= -1 and float(compat["keypoint"].min()) < 0
     train = load_dataset("taskonomy", "train", profile, 0, augment=True, root=tmp_path)
-    assert train[0]["keypoint"].shape == (1, *profile["data"]["resolution"])
+    assert train[0]["keypoint"].shape == (1, *profile.data.resolution)
     (tmp_path / "building" / "depth" / "1.png").unlink()
     problems, _ = check_layout(REAL_LAYOUTS["taskonomy"], tmp_path)
     assert [p.problem for p in problems] == ["missing (train depth file)"]  # once per file
@@ -417,8 +417,8 @@ def test_random_scale_draws_s_in_half_to_one_and_a_half_of_the_stored_size(layou
 def test_caffe_normalisation_and_centred_padding_on_the_nyuv2_samples(nyuv2_root: Path) -> None:
     caffe_mean_bgr = (104.00698793, 116.66876762, 122.67891434)  # the reference loaders' mean
     smoke = load_profile("smoke")
-    reference = {**smoke["data"], "normalize": "caffe", "pad": "centred", "resolution": [800, 1000]}
-    profile = {**smoke, "data": reference}
+    reference = {"normalize": "caffe", "pad": "centred", "resolution": [800, 1000]}
+    profile = smoke.override({"data": reference})
     test = load_dataset("nyuv2", "test", profile, 0, root=nyuv2_root)
     raw = torch.from_numpy(test.read(0)["image"]).permute(2, 0, 1).double()
     expected = raw.flip(0) - torch.tensor(caffe_mean_bgr, dtype=torch.float64).view(3, 1, 1)
@@ -443,16 +443,15 @@ def test_caffe_normalisation_and_centred_padding_on_the_nyuv2_samples(nyuv2_root
 def _constant_metrics(dataset: str, root: Path, constants: dict, tasks: tuple[str, ...]) -> dict:
     """Test metrics of a constant predictor on ``root`` with the paper profile's evaluation, as a
     run measures them (:meth:`RunContext.test_metrics`)."""
-    from cutlib.context import RunContext
-    from cutlib.experiments import RunConfig
-    from cutlib.tasks import select_tasks
+    from cutlib.experiments import RunConfig, resolve
+    from cutlib.methods import RunContext
     from cutlib.trivial import ConstantPredictor
 
-    profile = load_profile("paper", dataset)
-    specs = select_tasks(REAL_LAYOUTS[dataset].tasks, tasks)
+    if dataset == "taskonomy":  # its segmentation loss weighs the classes by this file
+        np.save(root / "semseg_prior_factor.npy", np.ones(17, np.float32))
     config = RunConfig(dataset, "dense", tasks, 0.0, "paper", data_root=str(root))
-    ctx = RunContext(config, profile, specs, specs, torch.device("cpu"), False, None)
-    return ctx.test_metrics(ConstantPredictor(specs, constants))
+    ctx = RunContext(resolve(config.validated()), torch.device("cpu"), False, None)
+    return ctx.test_metrics(ConstantPredictor(ctx.tasks, constants))
 
 
 def test_taskonomy_normals_are_true_angles_under_the_reference_conventions(
@@ -480,9 +479,12 @@ def test_taskonomy_normals_are_true_angles_under_the_reference_conventions(
     conventions = metric_conventions("taskonomy", paper)
     assert conventions.normals == "unit" and conventions.pixel_acc == "per_batch"
     assert conventions.depth_errors == conventions.map_errors == "per_batch"
-    nyuv2 = metric_conventions("nyuv2", load_profile("paper", "nyuv2"))
+    nyuv2_paper = load_profile("paper", "nyuv2")
+    nyuv2 = metric_conventions("nyuv2", nyuv2_paper)
     assert nyuv2.normals == "color" and nyuv2.pixel_acc == "per_image"
-    colour_data = {**paper, "data": {"options": {"normals": "colour"}}}  # raw colour targets
+    colour_data = nyuv2_paper.override(
+        {"data": {"options": {"normals": "colour"}}}
+    )  # raw colour targets
     assert metric_conventions("nyuv2", colour_data).normals == "unit"  # no double encoding
     assert metric_conventions("synth-taskonomy", paper).normals == "unit"
     assert metric_conventions("taskonomy", load_profile("quick")).normals == "unit"
@@ -530,7 +532,7 @@ def test_taskonomy_seg_class_weights_come_from_the_prior_file(tmp_path: Path) ->
     losses = [-float(log_p[int(target[0, r, c]), r, c]) for r, c in pixels]
     expected = sum(w * ce for w, ce in zip(weights, losses, strict=True)) / sum(weights)
     assert float(task_loss(seg, logits, target)) == pytest.approx(expected, rel=1e-5)
-    unweighted = {**profile, "data": {"options": {"seg_weights": "none"}}}
+    unweighted = profile.override({"data": {"options": {"seg_weights": "none"}}})
     assert dataset_tasks("taskonomy", unweighted, tmp_path)[0].class_weights is None
     (tmp_path / "semseg_prior_factor.npy").unlink()
     with pytest.raises(DataError, match="semseg_prior_factor.npy: missing"):

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from cutlib.checkpoint import load_model, save_model
-from cutlib.efficiency import flop_counts, total_flops
 from cutlib.experiments import RunConfig, run
 from cutlib.grid import planned_iterations
+from cutlib.methods.cut_structured import METHOD, StructuredCutOptions
 from cutlib.models import SceneNet
 from cutlib.models.channels import channel_groups, channel_scores, remove_channels
+from cutlib.pruning.channel_masks import ChannelMasker, ConvFlops
+from cutlib.pruning.flops import flop_counts, total_flops
 from cutlib.pruning.masks import apply_masks
-from cutlib.pruning.structured import ChannelMasker, ConvFlops, StructuredCutOptions
 
 INPUT = (2, 3, 64, 64)
 
@@ -198,7 +199,7 @@ def test_structured_options_reject_the_weight_keep_ratio_table() -> None:
     with pytest.raises(ValueError, match="round_to"):
         StructuredCutOptions(round_to=0)
     with pytest.raises(ValueError, match="unknown option"):
-        StructuredCutOptions.from_pairs({"sparsity": 0.5})
+        METHOD.parse_options({"sparsity": 0.5})
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ def _setup(seed: int = 0) -> tuple:
     profile = load_profile("smoke", DATASET)
     tasks = dataset_tasks(DATASET, profile)
     torch.manual_seed(seed)
-    model = SceneNet(tasks, **profile["model"])
+    model = SceneNet(tasks, **profile.model.kwargs())
     return (
         model,
         tasks,

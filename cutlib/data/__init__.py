@@ -9,10 +9,8 @@ on the dataset.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -28,6 +26,7 @@ from cutlib.data.real import (
 )
 from cutlib.data.synthetic import PRESETS, load_split
 from cutlib.metrics import MetricConventions, conventions_from_name
+from cutlib.profiles import Profile
 from cutlib.tasks import TaskSpec
 
 SPLITS = ("train", "val", "test")
@@ -96,7 +95,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def dataset_tasks(
-    name: str, profile: Mapping[str, Any] | None = None, root: Path | str | None = None
+    name: str, profile: Profile | None = None, root: Path | str | None = None
 ) -> tuple[TaskSpec, ...]:
     """The tasks of dataset ``name`` as a run trains them: the profile's ``loss_weights``
     overrides applied and, for a real dataset whose loss weighs its classes (Taskonomy), the class
@@ -106,7 +105,7 @@ def dataset_tasks(
     Raises:
         cutlib.data.real.DataError: a class weights file that is missing or malformed.
     """
-    weights = (profile or {}).get("loss_weights") or {}
+    weights = profile.loss_weights if profile is not None else {}
     tasks = tuple(
         replace(t, loss_weight=float(weights[t.name])) if t.name in weights else t
         for t in dataset_info(name).tasks
@@ -114,11 +113,11 @@ def dataset_tasks(
     if name not in REAL_LAYOUTS:
         return tasks
     folder = Path(root) if root is not None else default_root(name)
-    options = ((profile or {}).get("data") or {}).get("options")
+    options = profile.data.options if profile is not None else None
     return weighted_tasks(REAL_LAYOUTS[name], tasks, folder, options)
 
 
-def metric_conventions(dataset: str, profile: Mapping[str, Any]) -> MetricConventions:
+def metric_conventions(dataset: str, profile: Profile) -> MetricConventions:
     """The metric conventions of the profile's ``eval.conventions`` for ``dataset``.
 
     ``standard`` is the same everywhere. ``reference`` is the reference evaluation code as it
@@ -128,22 +127,24 @@ def metric_conventions(dataset: str, profile: Mapping[str, Any]) -> MetricConven
     dataset it mirrors.
 
     Example:
-        >>> metric_conventions("synth-taskonomy", {"eval": {"conventions": "reference"}}).normals
+        >>> from cutlib.profiles import load_profile
+        >>> reference = load_profile("smoke").override({"eval": {"conventions": "reference"}})
+        >>> metric_conventions("synth-taskonomy", reference).normals
         'unit'
     """
-    name = profile["eval"].get("conventions", "standard")
+    name = profile.eval.conventions
     conventions = conventions_from_name(name)
     if name != "reference":
         return conventions
     layout = REAL_LAYOUTS.get(dataset) or REAL_LAYOUTS[dataset.removeprefix("synth-")]
-    options = (profile.get("data") or {}).get("options") if dataset in REAL_LAYOUTS else None
+    options = profile.data.options if dataset in REAL_LAYOUTS else None
     return replace(conventions, **layout.reference_metrics(layout.resolved_options(options)))
 
 
 def load_dataset(
     name: str,
     split: str,
-    profile: Mapping[str, Any],
+    profile: Profile,
     seed: int,
     *,
     augment: bool | None = None,
@@ -175,42 +176,31 @@ def load_dataset(
     info = dataset_info(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    data_cfg = profile["data"]
+    data = profile.data
     if augment is None:
-        augment = split == "train" and bool(data_cfg.get("augment", False))
-    normalization = image_normalization(profile)
+        augment = split == "train" and data.augment
+    normalization = data.normalize
     if name in REAL_LAYOUTS:
         layout = REAL_LAYOUTS[name]
         folder = Path(root) if root is not None else default_root(name)
         entries = split_entries(read_index(layout, folder), split, seed)
-        eval_size = data_cfg.get("eval_resolution")
         return IndexedDataset(
             layout,
             folder,
             entries,
             info.tasks,
             train=augment,
-            crop=tuple(data_cfg["resolution"]),
-            eval_size=tuple(eval_size) if eval_size else None,
-            options=data_cfg.get("options"),
+            crop=data.resolution,
+            eval_size=data.eval_resolution,
+            options=data.options,
             normalization=normalization,
-            padding=data_cfg.get("pad", "random"),
+            padding=data.pad,
         )
     from cutlib.io import cache_dir  # local import: keeps the registry importable on its own
 
-    height, width = data_cfg["resolution"]
-    size = int(data_cfg["sizes"][split])
+    if data.sizes is None:
+        raise ValueError(f"profile {profile.name!r} sets no data.sizes to render {name} with")
+    height, width = data.resolution
+    size = getattr(data.sizes, split)
     arrays = load_split(name, split, size, height, width, seed, cache or cache_dir())
     return ArrayDataset(arrays, info.tasks, augment, normalization)
-
-
-def image_normalization(profile: Mapping[str, Any]) -> str:
-    """How the profile normalises images (``data.normalize``: ``imagenet``, the default, or
-    ``caffe``, :mod:`cutlib.data.transforms`); give it to
-    :func:`~cutlib.data.transforms.denormalize` to display a sample.
-
-    Example:
-        >>> image_normalization({"data": {"normalize": "caffe"}})
-        'caffe'
-    """
-    return (profile.get("data") or {}).get("normalize", "imagenet")

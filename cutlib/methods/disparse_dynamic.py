@@ -33,8 +33,10 @@ Differences from the reference code (``dynamic_prune.py``), all kept small and d
 
 from __future__ import annotations
 
-from cutlib.context import MethodResult, RunContext
-from cutlib.pruning.dynamic import UnionOfTaskGradients, train_dynamic
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.dynamic_training import train_dynamic
+from cutlib.methods.registry import Method, register
+from cutlib.pruning.dynamic import UnionOfTaskGradients
 
 #: The reference code leaves the stem convolution dense.
 STEM = "backbone.stem.0.weight"
@@ -42,7 +44,18 @@ STEM = "backbone.stem.0.weight"
 
 def disparse_dynamic(ctx: RunContext) -> MethodResult:
     """DiSparse's dynamic sparse training from scratch with the union arbiter."""
-    alpha = float(ctx.profile["baselines"]["dynamic"]["disparse_drop_fraction"])
+    alpha = ctx.profile.baselines.dynamic.disparse_drop_fraction
     return train_dynamic(
         ctx, UnionOfTaskGradients, power=0.9, alpha=alpha, regrow="stale", dense=[STEM]
     )
+
+
+METHOD = register(
+    Method(
+        "disparse_dynamic",
+        disparse_dynamic,
+        start="scratch",
+        summary="DiSparse, dynamic: sparse training growing the union of per-task gradients",
+        paper_schedule="pretrain",
+    )
+)

@@ -2,7 +2,7 @@
 fraction of removed FLOPs. **An extension**: the CUT paper prunes single weights only
 (PAPER_NOTES §8.2).
 
-Structured CUT follows CUT step for step (:mod:`cutlib.pruning.cut`), one level up:
+Structured CUT follows CUT step for step (:mod:`cutlib.methods.cut`), one level up:
 
 1. score every weight of each selected task's sub-model on the frozen pre-trained weights (the
    same per-task Taylor importance);
@@ -31,21 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-import torch
 from torch import Tensor
 
-from cutlib.context import MethodResult, RunContext
-from cutlib.efficiency import flop_counts
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.cut import CutOptions
+from cutlib.methods.registry import Method, register
 from cutlib.models import SceneNet
 from cutlib.models.channels import BACKBONE, channel_groups, channel_scores, remove_channels
-from cutlib.pruning.cut import CutMasker, CutOptions, plan_cut
-from cutlib.pruning.fusion import FusionRule
-from cutlib.pruning.masks import Masks
-from cutlib.pruning.options import check_choice, check_positive_int, options_from_pairs
-
-#: The single voter of a ranking that ignores the tasks (``channel_magnitude``).
-ALL_TASKS = "all"
-
+from cutlib.pruning.channel_masks import ChannelMasker, ConvFlops
+from cutlib.pruning.options import check_choice, check_positive_int
+from cutlib.pruning.per_task import plan_cut
 
 #: What a channel's summed weight score is divided by before ranking (:func:`channel_scores`).
 ChannelCost = Literal["weights", "flops", "none"]
@@ -77,96 +72,6 @@ class StructuredCutOptions(CutOptions):
         if self.keep_ratio == "table":
             raise ValueError("structured CUT has no keep-ratio table: use calibrate or a number")
 
-    @classmethod
-    def from_pairs(cls, pairs: Mapping[str, object]) -> StructuredCutOptions:
-        """Build from ``name → value`` pairs, checking names."""
-        return options_from_pairs(cls, pairs)
-
-
-class ConvFlops:
-    """FLOPs of a model as a function of the channels kept (2 FLOPs per multiply-add).
-
-    A conv's FLOPs are proportional to its input and output channel counts, so after removing
-    channels they are ``F · (kept outputs / outputs) · (kept inputs / inputs)``, exactly what
-    :func:`~cutlib.efficiency.flop_counts` measures on the slimmed model (tested).
-
-    Args:
-        model: the dense compact model.
-        input_shape: the input the FLOPs are counted for, e.g. ``(1, 3, 96, 96)``.
-    """
-
-    def __init__(self, model: SceneNet, input_shape: tuple[int, ...]) -> None:
-        groups = channel_groups(model)
-        out_group = {conv: g.name for g in groups for conv in g.producers}
-        in_group = {conv: g.name for g in groups for conv in g.consumers}
-        self.terms = [
-            (flops, out_group.get(module), in_group.get(module))
-            for module, flops in flop_counts(model, input_shape).items()
-        ]
-        self.total = sum(flops for flops, _, _ in self.terms)
-        self.sizes = {g.name: g.size for g in groups}
-
-    def per_channel(self) -> dict[str, float]:
-        """FLOPs that one channel of each group costs: its share of every conv that produces or
-        reads it."""
-        cost: dict[str, float] = {name: 0.0 for name in self.sizes}
-        for flops, out_group, in_group in self.terms:
-            for group in (out_group, in_group):
-                if group is not None:
-                    cost[group] += flops / self.sizes[group]
-        return cost
-
-    def kept(self, keep: Masks) -> float:
-        """FLOPs of the model slimmed to the channel masks ``keep`` (group → bool mask)."""
-        fraction = {name: float(mask.float().mean()) for name, mask in keep.items()}
-        return sum(f * fraction.get(o, 1.0) * fraction.get(i, 1.0) for f, o, i in self.terms)
-
-    def removed_fraction(self, keep: Masks) -> float:
-        """Fraction of the FLOPs that slimming to ``keep`` removes."""
-        return 1.0 - self.kept(keep) / self.total if self.total else 0.0
-
-
-class ChannelMasker:
-    """CUT's per-task top-κ and vote (:class:`~cutlib.pruning.cut.CutMasker`) over channel
-    scores; every group then keeps at least one channel and a multiple of ``round_to`` channels
-    (or all), the extra channels taken in order of the voters' summed scores.
-
-    Args:
-        scores: voter (task) → group name → channel scores.
-        shared: names of the backbone groups, fused by ``fusion``.
-        round_to: channel multiple of every group (1: no rounding, only the best channel kept).
-    """
-
-    def __init__(
-        self,
-        scores: Mapping[str, Mapping[str, Tensor]],
-        shared: set[str],
-        fusion: FusionRule,
-        min_votes: int,
-        round_to: int = 1,
-    ) -> None:
-        self.masker = CutMasker(dict(scores), list(scores), shared, fusion, min_votes)
-        summed: dict[str, Tensor] = {}
-        for per_group in scores.values():
-            for name, score in per_group.items():
-                summed[name] = summed.get(name, 0) + score
-        #: Per group, its channels from the best to the worst by the voters' summed scores.
-        self.order = {name: torch.argsort(score, descending=True) for name, score in summed.items()}
-        self.round_to = round_to
-
-    def __call__(self, keep: float) -> Masks:
-        masks = {}
-        for name, mask in self.masker(keep).items():
-            size = mask.numel()
-            wanted = min(size, -(-max(int(mask.sum()), 1) // self.round_to) * self.round_to)
-            # kept channels first (in score order), then the best of the others
-            order = self.order[name]
-            ranked = order[torch.argsort((~mask[order]).to(torch.int8), stable=True)]
-            rounded = torch.zeros_like(mask)
-            rounded[ranked[:wanted]] = True
-            masks[name] = rounded
-        return masks
-
 
 def slim_and_finetune(
     ctx: RunContext,
@@ -178,7 +83,7 @@ def slim_and_finetune(
     compact model) and fine-tune it; ``scores`` are the voters' weight scores."""
     start = time.perf_counter()
     groups = channel_groups(model)
-    resolution = ctx.profile["data"]["resolution"]
+    resolution = ctx.profile.data.resolution
     flops = ConvFlops(model, (1, 3, *resolution))
     cost = {
         "weights": None,
@@ -188,7 +93,7 @@ def slim_and_finetune(
     channel = {voter: channel_scores(groups, per, cost) for voter, per in scores.items()}
     shared = {g.name for g in groups if g.owner == BACKBONE}
     masker = ChannelMasker(channel, shared, options.fusion, options.min_votes, options.round_to)
-    plan = plan_cut(masker, ctx.config.sparsity, options, measure=flops.removed_fraction)
+    plan = plan_cut(masker, ctx.spec.sparsity, options.keep_ratio, measure=flops.removed_fraction)
     remove_channels(model, plan.masks)
     ctx.time("fusion", start)
     if ctx.progress:
@@ -196,7 +101,7 @@ def slim_and_finetune(
             f"channels: κ = {plan.keep_ratio:.4f}, {plan.sparsity:.2%} of the FLOPs removed "
             f"({sum(m.numel() - int(m.sum()) for m in plan.masks.values())} channels)"
         )
-    result = ctx.train_masked(model, {}, ctx.schedule("pretrained"))
+    result = ctx.train_masked(model, {}, ctx.schedule())
     result.details |= {
         "options": vars(options),
         "keep_ratio": plan.keep_ratio,
@@ -214,7 +119,7 @@ def cut_structured(ctx: RunContext) -> MethodResult:
     """Structured CUT (module docstring): per-task Taylor channel scores on the frozen pre-trained
     weights, per-task top-κ channels, vote-fused backbone channels, channels removed to the
     requested fraction of FLOPs, fine-tuned on the selected tasks."""
-    options: StructuredCutOptions = ctx.config.method_options()
+    options: StructuredCutOptions = ctx.spec.options
     model = ctx.load_pretrained()
     scores = ctx.task_scores(
         model, options.criterion, options.bn_mode, batches=options.scoring_batches
@@ -223,9 +128,13 @@ def cut_structured(ctx: RunContext) -> MethodResult:
     return slim_and_finetune(ctx, model, scores, options)
 
 
-def channel_magnitude(ctx: RunContext) -> MethodResult:
-    """Channel-magnitude pruning: the compact model's channels ranked by the mean |w| of their
-    weights, one ranking for all tasks, removed to the requested fraction of FLOPs, fine-tuned."""
-    model = ctx.pretrained_compact()
-    scores = {ALL_TASKS: ctx.joint_scores(model, "magnitude")}
-    return slim_and_finetune(ctx, model, scores, StructuredCutOptions())
+METHOD = register(
+    Method(
+        "cut_structured",
+        cut_structured,
+        start="pretrained",
+        sparsity="flops",
+        summary="structured CUT (an extension): channels removed to a fraction of the FLOPs",
+        options=StructuredCutOptions,
+    )
+)

@@ -13,11 +13,22 @@ deployed model; the real lottery-ticket procedure is :mod:`cutlib.pruning.lth`.
 
 from __future__ import annotations
 
-from cutlib.context import MethodResult, RunContext
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.registry import Method, register
 
 
 def magnitude(ctx: RunContext) -> MethodResult:
     """One-shot global |w| pruning of the pre-trained compact model, then fine-tuning."""
     model = ctx.pretrained_compact()
     masks = ctx.global_masks(model, "magnitude")
-    return ctx.train_masked(model, masks, ctx.schedule("pretrained"))
+    return ctx.train_masked(model, masks, ctx.schedule())
+
+
+METHOD = register(
+    Method(
+        "magnitude",
+        magnitude,
+        start="pretrained",
+        summary="one-shot global magnitude pruning of the pre-trained weights (the CUT code's LTH)",
+    )
+)

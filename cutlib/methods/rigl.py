@@ -22,11 +22,24 @@ weight are kept (the training loop owns the optimiser).
 
 from __future__ import annotations
 
-from cutlib.context import MethodResult, RunContext
-from cutlib.pruning.dynamic import JointGradient, train_dynamic
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.dynamic_training import train_dynamic
+from cutlib.methods.registry import Method, register
+from cutlib.pruning.dynamic import JointGradient
 
 
 def rigl(ctx: RunContext) -> MethodResult:
     """RigL from scratch on the selected tasks' joint λ-weighted loss."""
-    alpha = float(ctx.profile["baselines"]["dynamic"]["rigl_drop_fraction"])
+    alpha = ctx.profile.baselines.dynamic.rigl_drop_fraction
     return train_dynamic(ctx, JointGradient, power=1.0, alpha=alpha, regrow="zero")
+
+
+METHOD = register(
+    Method(
+        "rigl",
+        rigl,
+        start="scratch",
+        summary="RigL: dynamic sparse training on the joint loss",
+        paper_schedule="pretrain",
+    )
+)

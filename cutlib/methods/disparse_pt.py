@@ -19,12 +19,12 @@ bound to an old optimiser, so its rate is constant).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from cutlib.context import MethodResult, RunContext
-from cutlib.pruning.cut import per_task_masks
-from cutlib.pruning.options import check_choice, check_keep_ratio, options_from_pairs
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.registry import Method, register
+from cutlib.pruning.options import check_choice, check_keep_ratio
 
+NAME = "disparse_pt"
 PT_CRITERIA = ("auto", "magnitude", "w2grad", "taylor")
 
 
@@ -41,11 +41,6 @@ class DisparsePtOptions:
         check_choice("criterion", self.criterion, PT_CRITERIA)
         check_keep_ratio(self.keep_ratio)
 
-    @classmethod
-    def from_pairs(cls, pairs: dict[str, Any]) -> DisparsePtOptions:
-        """Build from ``--option`` pairs."""
-        return options_from_pairs(cls, pairs)
-
     def resolved_criterion(self, dataset: str) -> str:
         """The criterion for ``dataset``: ``auto`` becomes what the reference code uses."""
         if self.criterion != "auto":
@@ -55,15 +50,26 @@ class DisparsePtOptions:
 
 def disparse_pt(ctx: RunContext) -> MethodResult:
     """Per-task scores on the pre-trained weights, union arbiter, fine-tuning."""
-    options: DisparsePtOptions = ctx.config.method_options()
-    criterion = options.resolved_criterion(ctx.config.dataset)
+    options: DisparsePtOptions = ctx.spec.options
+    criterion = options.resolved_criterion(ctx.spec.dataset)
     model = ctx.pretrained_compact()
     scores = ctx.task_scores(model, criterion)  # type: ignore[arg-type]
-    table = ctx.profile.get("baselines", {}).get("keep_ratios", {}).get("disparse_pt")
-    plan = per_task_masks(ctx, model, scores, "union", options, table=table)
-    result = ctx.train_masked(model, plan.masks, ctx.schedule("pretrained"))
+    table = ctx.profile.baselines.keep_ratios.get(NAME)
+    plan = ctx.per_task_masks(model, scores, "union", options.keep_ratio, table=table)
+    result = ctx.train_masked(model, plan.masks, ctx.schedule())
     result.details |= {
         "options": vars(options) | {"criterion": criterion},
         "keep_ratio": plan.keep_ratio,
     }
     return result
+
+
+METHOD = register(
+    Method(
+        NAME,
+        disparse_pt,
+        start="pretrained",
+        summary="DiSparse on the pre-trained model: per-task top-k, union of the backbone masks",
+        options=DisparsePtOptions,
+    )
+)

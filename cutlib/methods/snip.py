@@ -19,11 +19,23 @@ follows the protocol: ``paper`` gives the short fine-tuning schedule as the CUT 
 
 from __future__ import annotations
 
-from cutlib.context import MethodResult, RunContext
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.registry import Method, register
 
 
 def snip(ctx: RunContext) -> MethodResult:
     """SNIP masks of the joint loss at initialisation, then training from scratch."""
     model = ctx.initial_model().keep_tasks(ctx.task_names)
     masks = ctx.global_masks(model, "taylor")
-    return ctx.train_masked(model, masks, ctx.schedule("scratch", "finetune"), stage="train")
+    return ctx.train_masked(model, masks, ctx.schedule(), stage="train")
+
+
+METHOD = register(
+    Method(
+        "snip",
+        snip,
+        start="scratch",
+        summary="SNIP: connection sensitivity of the joint loss at initialisation",
+        paper_schedule="finetune",
+    )
+)

@@ -20,16 +20,17 @@ batches are seeded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from cutlib.context import MethodResult, RunContext
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.registry import Method, register
 from cutlib.models import SceneNet
-from cutlib.pruning.cut import per_task_masks
 from cutlib.pruning.masks import copy_model, prunable_weights
-from cutlib.pruning.options import check_keep_ratio, options_from_pairs
+from cutlib.pruning.options import check_keep_ratio
+
+NAME = "disparse_static"
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,6 @@ class DisparseStaticOptions:
 
     def __post_init__(self) -> None:
         check_keep_ratio(self.keep_ratio)
-
-    @classmethod
-    def from_pairs(cls, pairs: dict[str, Any]) -> DisparseStaticOptions:
-        """Build from ``--option`` pairs."""
-        return options_from_pairs(cls, pairs)
 
 
 def xavier_copy(model: SceneNet, seed: int) -> SceneNet:
@@ -59,12 +55,23 @@ def xavier_copy(model: SceneNet, seed: int) -> SceneNet:
 
 def disparse_static(ctx: RunContext) -> MethodResult:
     """Per-task SNIP on a Xavier copy, union arbiter, then training from scratch."""
-    options: DisparseStaticOptions = ctx.config.method_options()
+    options: DisparseStaticOptions = ctx.spec.options
     model = ctx.initial_model().keep_tasks(ctx.task_names)
-    scores = ctx.task_scores(xavier_copy(model, ctx.config.seed), "taylor")
-    table = ctx.profile.get("baselines", {}).get("keep_ratios", {}).get("disparse_static")
-    plan = per_task_masks(ctx, model, scores, "union", options, table=table)
-    schedule = ctx.schedule("scratch", "pretrain")
-    result = ctx.train_masked(model, plan.masks, schedule, stage="train")
+    scores = ctx.task_scores(xavier_copy(model, ctx.spec.seed), "taylor")
+    table = ctx.profile.baselines.keep_ratios.get(NAME)
+    plan = ctx.per_task_masks(model, scores, "union", options.keep_ratio, table=table)
+    result = ctx.train_masked(model, plan.masks, ctx.schedule(), stage="train")
     result.details |= {"options": vars(options), "keep_ratio": plan.keep_ratio}
     return result
+
+
+METHOD = register(
+    Method(
+        NAME,
+        disparse_static,
+        start="scratch",
+        summary="DiSparse, static: per-task SNIP on a Xavier copy, union arbiter, from scratch",
+        paper_schedule="pretrain",
+        options=DisparseStaticOptions,
+    )
+)

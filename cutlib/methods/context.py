@@ -1,33 +1,16 @@
-"""What every method shares (DESIGN §5): the run context (configuration, profile, data, the
-pre-trained model, timings), the training budgets of the two protocols, and training under fixed
-masks. The pruning algorithms live in :mod:`cutlib.pruning`; the registry in :mod:`cutlib.methods`.
-
-**Training budgets.** With P the profile's pre-training iterations and F its fine-tuning
-iterations, a method either starts from the dense pre-trained model (which has had P iterations)
-or from scratch, and may train over several rounds:
-
-- ``fair``: from the pre-trained model, F iterations of the ``finetune`` schedule; from scratch,
-  P + F iterations of the ``pretrain`` schedule. A method with several rounds splits that budget
-  across them.
-- ``paper``: from the pre-trained model, F iterations per round; from scratch, the schedule the
-  reference code uses, per round: ``finetune`` (the CUT code's SNIP and random baselines) or
-  ``pretrain`` (DiSparse, RigL). A method with its own authors' code (DiSparse's three variants)
-  also takes that code's hyperparameters: the profile's ``baselines.paper_protocol.<method>``
-  sections are merged over the profile for its runs (:func:`cutlib.profiles.method_settings`), so
-  ``profile`` here is already the method's.
-
-So under ``fair`` every deployed model has had P + F optimiser steps since its random
-initialisation, however it was obtained; under ``paper`` a network pruned at initialisation may get
-only the short fine-tuning, as in the CUT code (PAPER_NOTES §3.1), which makes it look weak.
+"""What every method shares: the run context (configuration, profile, data, the pre-trained
+model, timings), the budgets of the two protocols (:mod:`cutlib.methods.registry`), and training
+under fixed masks. The primitives (importance, masks, thresholds, fusion) live in
+:mod:`cutlib.pruning`; each method in its own module of :mod:`cutlib.methods`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,8 +18,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from cutlib.checkpoint import load_model
 from cutlib.data import load_dataset, metric_conventions
+from cutlib.methods.registry import Start
+from cutlib.methods.spec import RunSpec
 from cutlib.metrics import evaluate
 from cutlib.models import SceneNet
+from cutlib.profiles import Profile
+from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FusionRule
 from cutlib.pruning.importance import (
     GRADIENT_CRITERIA,
     BNMode,
@@ -46,21 +33,11 @@ from cutlib.pruning.importance import (
     scoring_batches,
     task_importance,
 )
-from cutlib.pruning.masks import Masks, apply_masks, fold_masks
+from cutlib.pruning.masks import BACKBONE, Masks, apply_masks, fold_masks, owned_by
+from cutlib.pruning.per_task import CutMasker, CutPlan, plan_cut
 from cutlib.pruning.thresholds import Ranking
 from cutlib.tasks import TaskSpec
 from cutlib.train import TrainConfig, train
-
-if TYPE_CHECKING:
-    from cutlib.experiments import RunConfig
-
-PROTOCOLS: tuple[str, ...] = ("fair", "paper")
-DEFAULT_PROTOCOL = "fair"
-
-#: Where a method's training starts: the dense pre-trained weights, or a fresh initialisation.
-Start = Literal["pretrained", "scratch"]
-#: Which schedule the reference code gives a from-scratch method (the ``paper`` protocol).
-ReferenceSchedule = Literal["pretrain", "finetune"]
 
 
 @dataclass
@@ -77,13 +54,10 @@ class MethodResult:
 
 @dataclass
 class RunContext:
-    """What a method needs: the validated config, profile, tasks, device and the pre-trained run
-    (``None`` while pre-training it)."""
+    """What a method needs: the resolved run, the device and the pre-trained run (``None`` while
+    pre-training it), and what the run records as it goes (timings, selected iterations)."""
 
-    config: RunConfig
-    profile: dict[str, Any]
-    all_tasks: tuple[TaskSpec, ...]
-    tasks: tuple[TaskSpec, ...]
+    spec: RunSpec
     device: torch.device
     progress: bool
     pretrained: Path | None
@@ -93,6 +67,21 @@ class RunContext:
     start: Start | None = None
     #: optimiser steps taken by this run (all rounds)
     trained_iterations: int = 0
+
+    @property
+    def profile(self) -> Profile:
+        """The settings the method trains with under the run's protocol."""
+        return self.spec.settings
+
+    @property
+    def all_tasks(self) -> tuple[TaskSpec, ...]:
+        """Every task of the dataset (the pre-training trains them all)."""
+        return self.spec.all_tasks
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        """The selected tasks."""
+        return self.spec.selected
 
     @property
     def task_names(self) -> list[str]:
@@ -107,19 +96,15 @@ class RunContext:
         """Load a split of this run's dataset (timed under ``data``)."""
         start = time.perf_counter()
         data = load_dataset(
-            self.config.dataset,
+            self.spec.dataset,
             split,
             self.profile,
-            self.config.seed,
+            self.spec.seed,
             augment=augment,
-            root=self.config.data_root,
+            root=self.spec.data_root,
         )
         self.time("data", start)
         return data
-
-    def train_config(self, section: str) -> TrainConfig:
-        """The schedule of a profile section (``pretrain``, ``finetune``)."""
-        return TrainConfig.from_profile(self.profile[section])
 
     def load_pretrained(self) -> SceneNet:
         """The dense pre-trained multi-task model (all heads), on this run's device."""
@@ -134,9 +119,9 @@ class RunContext:
     def initial_model(self) -> SceneNet:
         """The network at initialisation, all heads: the very weights W_0 that pre-training
         started from (same seed, same construction)."""
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.spec.seed)
         self.start = "scratch"
-        return SceneNet(self.all_tasks, **self.profile["model"]).to(self.device)
+        return SceneNet(self.all_tasks, **self.profile.model.kwargs()).to(self.device)
 
     def load_rewind(self) -> SceneNet:
         """The dense model early in pre-training (``pretrain.rewind_iteration``), all heads."""
@@ -151,8 +136,8 @@ class RunContext:
 
     def test_metrics(self, model: torch.nn.Module, tasks: tuple[TaskSpec, ...] | None = None):
         """Metrics of ``model`` on the test split (the selected tasks by default)."""
-        loader = DataLoader(self.dataset("test"), batch_size=self.profile["eval"]["batch_size"])
-        conventions = metric_conventions(self.config.dataset, self.profile)
+        loader = DataLoader(self.dataset("test"), batch_size=self.profile.eval.batch_size)
+        conventions = metric_conventions(self.spec.dataset, self.profile)
         return evaluate(
             model, loader, tasks or self.tasks, conventions=conventions, device=self.device
         )
@@ -160,20 +145,20 @@ class RunContext:
     def scoring_batches(self, count: int | None = None) -> list[dict[str, Tensor]]:
         """``count`` (default: the profile's ``scoring.batches``) batches of the augmented
         training split (:func:`cutlib.pruning.importance.scoring_batches`)."""
-        scoring = self.profile["scoring"]
+        scoring = self.profile.scoring
         return scoring_batches(
             self.dataset("train"),
-            scoring["batch_size"],
-            scoring["batches"] if count is None else count,
-            self.config.seed,
+            scoring.batch_size,
+            scoring.batches if count is None else count,
+            self.spec.seed,
         )
 
     def training_record(self) -> dict[str, Any]:
         """Where training started, the protocol, the steps this run took, and the steps since
         random initialisation (the pre-training's included when starting from it)."""
-        before = self.train_config("pretrain").iterations if self.start == "pretrained" else 0
+        before = self.profile.pretrain.iterations if self.start == "pretrained" else 0
         return {
-            "protocol": self.config.protocol,
+            "protocol": self.spec.protocol,
             "start": self.start,
             "iterations": self.trained_iterations,
             "iterations_since_initialisation": before + self.trained_iterations,
@@ -211,8 +196,8 @@ class RunContext:
             self.tasks,
             criterion,
             bn_mode=bn_mode,
-            align=self.train_config("finetune").align,
-            seed=self.config.seed,
+            align=self.profile.finetune.align,
+            seed=self.spec.seed,
             progress=self.progress,
         )
         self.time("scoring", start)
@@ -223,30 +208,39 @@ class RunContext:
         score, keeping exactly ⌊(1 − sparsity)·N⌋ (SNIP, random and magnitude pruning)."""
         scores = self.joint_scores(model, criterion)
         start = time.perf_counter()
-        masks = Ranking(scores).masks(1.0 - self.config.sparsity)
+        masks = Ranking(scores).masks(1.0 - self.spec.sparsity)
         self.time("fusion", start)
         return masks
 
-    def schedule(
-        self, start: Start, reference: ReferenceSchedule = "finetune", rounds: int = 1
-    ) -> TrainConfig:
-        """The schedule of one training round under this run's protocol (module docstring).
+    def per_task_masks(
+        self,
+        model: SceneNet,
+        scores: TaskScores,
+        fusion: FusionRule,
+        keep_ratio: str | float,
+        min_votes: int = AUTHORS_MIN_VOTES,
+        table: dict[float, float] | None = None,
+    ) -> CutPlan:
+        """Per-task top-κ masks fused by ``fusion`` on the shared weights of ``model`` (the
+        compact model: backbone + selected heads), κ chosen per ``keep_ratio``
+        (:func:`~cutlib.pruning.per_task.plan_cut`; timed under ``fusion``). CUT uses the vote,
+        DiSparse the union."""
+        start = time.perf_counter()
+        shared = {w.name for w in owned_by(model, {BACKBONE})}
+        masker = CutMasker(scores, self.task_names, shared, fusion, min_votes)
+        plan = plan_cut(masker, self.spec.sparsity, keep_ratio, table)
+        self.time("fusion", start)
+        if self.progress:
+            print(
+                f"{fusion} of per-task masks: κ = {plan.keep_ratio:.4f}, "
+                f"{plan.sparsity:.2%} sparsity"
+            )
+        return plan
 
-        Args:
-            start: ``pretrained`` or ``scratch``.
-            reference: the schedule the reference code gives a from-scratch method (``paper``).
-            rounds: the number of training rounds the method runs (IMP, LTH); under ``fair`` they
-                share the budget, under ``paper`` each gets the whole schedule.
-        """
-        pretrain, finetune = self.train_config("pretrain"), self.train_config("finetune")
-        if self.config.protocol == "paper":
-            return finetune if start == "pretrained" else self.train_config(reference)
-        if start == "pretrained":
-            total, base = finetune.iterations, finetune
-        else:
-            total, base = pretrain.iterations + finetune.iterations, pretrain
-        per_round = max(total // rounds, 1)
-        return replace(base, iterations=per_round, eval_every=min(base.eval_every, per_round))
+    def schedule(self) -> TrainConfig:
+        """The schedule of one training round of this run's method under its protocol
+        (:meth:`~cutlib.methods.registry.Method.round_schedule`)."""
+        return self.spec.method.round_schedule(self.profile, self.spec.protocol)
 
     def train(
         self,
@@ -265,9 +259,9 @@ class RunContext:
             self.dataset("train"),
             self.dataset("val"),
             schedule,
-            seed=self.config.seed,
+            seed=self.spec.seed,
             device=self.device,
-            eval_batch_size=self.profile["eval"]["batch_size"],
+            eval_batch_size=self.profile.eval.batch_size,
             progress=self.progress,
             description=stage,
             on_step=on_step,

@@ -10,11 +10,23 @@ follows the protocol (:mod:`cutlib.context`): the CUT code gives it the short fi
 
 from __future__ import annotations
 
-from cutlib.context import MethodResult, RunContext
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.registry import Method, register
 
 
 def random_pruning(ctx: RunContext) -> MethodResult:
     """Random masks at initialisation, then training from scratch."""
     model = ctx.initial_model().keep_tasks(ctx.task_names)
     masks = ctx.global_masks(model, "random")
-    return ctx.train_masked(model, masks, ctx.schedule("scratch", "finetune"), stage="train")
+    return ctx.train_masked(model, masks, ctx.schedule(), stage="train")
+
+
+METHOD = register(
+    Method(
+        "random",
+        random_pruning,
+        start="scratch",
+        summary="random pruning at initialisation",
+        paper_schedule="finetune",
+    )
+)

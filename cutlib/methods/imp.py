@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from cutlib.context import MethodResult, RunContext
+from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.registry import Method, register
 from cutlib.models import SceneNet
 from cutlib.pruning.masks import Masks, masks_of, prunable_weights
 from cutlib.pruning.thresholds import Ranking
@@ -42,7 +43,7 @@ def iterative_magnitude(
     after each pruning step, before training (the lottery-ticket procedure)."""
     if rounds < 1:
         raise ValueError(f"iterative pruning needs at least one round, got {rounds}")
-    target_keep = 1.0 - ctx.config.sparsity
+    target_keep = 1.0 - ctx.spec.sparsity
     history: list[dict[str, float]] = []
     before = None
     alive = masks_of(model)
@@ -64,6 +65,16 @@ def iterative_magnitude(
 
 def imp(ctx: RunContext) -> MethodResult:
     """Iterative magnitude pruning of the pre-trained compact model with fine-tuning."""
-    rounds = int(ctx.profile["baselines"]["rounds"])
-    schedule = ctx.schedule("pretrained", rounds=rounds)
-    return iterative_magnitude(ctx, ctx.pretrained_compact(), rounds, schedule)
+    rounds = ctx.spec.method.rounds(ctx.profile)
+    return iterative_magnitude(ctx, ctx.pretrained_compact(), rounds, ctx.schedule())
+
+
+METHOD = register(
+    Method(
+        "imp",
+        imp,
+        start="pretrained",
+        summary="iterative magnitude pruning of the pre-trained weights, fine-tuning each round",
+        iterative=True,
+    )
+)
