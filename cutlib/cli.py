@@ -21,6 +21,7 @@ from typing import NoReturn
 
 import yaml
 
+from cutlib.methods import DENSE
 from cutlib.profiles import DEFAULT_PROFILE, PROFILE_NAMES
 
 EXIT_BAD_INPUT = 2
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--dataset", required=True, help="dataset, e.g. synth-nyuv2")
-    run.add_argument("--method", default="dense", help="method (default: dense; see below)")
+    run.add_argument("--method", default=DENSE, help=f"method (default: {DENSE}; see below)")
     run.add_argument("--tasks", type=_split_list, help="comma-separated tasks (default: all)")
     run.add_argument("--sparsity", type=float, help="fraction of zero weights in [0, 1)")
     run.add_argument(

@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-import cutlib
 from cutlib.checkpoint import save_model
 from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks
 from cutlib.data.real import default_root, read_index
@@ -57,6 +56,7 @@ from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
 from cutlib.tasks import select_tasks
 from cutlib.train import resolve_device
 from cutlib.trivial import ConstantPredictor, fit_constants
+from cutlib.version import __version__
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def full_config(config: RunConfig) -> dict[str, Any]:
         "run": run,
         "method_options": None if options is None else asdict(options),
         "profile": run_settings(spec.profile),
-        "versions": {"cutlib": cutlib.__version__, "synthetic_data": SYNTHETIC_VERSION},
+        "versions": {"cutlib": __version__, "synthetic_data": SYNTHETIC_VERSION},
     }
 
 

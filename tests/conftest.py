@@ -24,6 +24,19 @@ def isolated_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return results
 
 
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder shared by the whole session: the smoke pre-training is made once there."""
+    return tmp_path_factory.mktemp("session") / "results"
+
+
+@pytest.fixture
+def shared_results(session_store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ``results_dir()`` at :func:`session_store`, for tests that only add runs to it."""
+    monkeypatch.setenv("CUTLIB_RESULTS", str(session_store))
+    return session_store
+
+
 @pytest.fixture(autouse=True)
 def fresh_resolutions() -> Iterator[None]:
     """Forget the run configurations resolved during a test (they are cached per process), so a

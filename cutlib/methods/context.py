@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cutlib.checkpoint import load_model
 from cutlib.data import load_dataset, metric_conventions
-from cutlib.methods.registry import Start
+from cutlib.methods.registry import MethodResult, Start
 from cutlib.methods.spec import RunSpec
 from cutlib.metrics import evaluate
 from cutlib.models import SceneNet
@@ -38,18 +38,6 @@ from cutlib.pruning.per_task import CutMasker, CutPlan, plan_cut
 from cutlib.pruning.thresholds import Ranking
 from cutlib.tasks import TaskSpec
 from cutlib.train import TrainConfig, train
-
-
-@dataclass
-class MethodResult:
-    """A method's deployed model (selected heads only), its training history, and details worth
-    recording in ``metrics.json`` (``details``)."""
-
-    model: SceneNet
-    history: list[dict[str, float]] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-    #: extra models saved beside ``model.pt`` as ``<name>.pt`` (e.g. ``rewind`` for LTH)
-    artifacts: dict[str, SceneNet] = field(default_factory=dict)
 
 
 @dataclass

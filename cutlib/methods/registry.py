@@ -29,16 +29,14 @@ only the short fine-tuning, as in the CUT code, which makes it look weak
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from cutlib.models import SceneNet
 from cutlib.profiles import Profile
 from cutlib.pruning.options import options_from_pairs
 from cutlib.train import TrainConfig
-
-if TYPE_CHECKING:
-    from cutlib.methods.context import MethodResult, RunContext
 
 PROTOCOLS: tuple[str, ...] = ("fair", "paper")
 DEFAULT_PROTOCOL = "fair"
@@ -49,13 +47,27 @@ Start = Literal["pretrained", "scratch"]
 ReferenceSchedule = Literal["pretrain", "finetune"]
 
 
+@dataclass
+class MethodResult:
+    """A method's deployed model (selected heads only), its training history, and details worth
+    recording in ``metrics.json`` (``details``)."""
+
+    model: SceneNet
+    history: list[dict[str, float]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    #: extra models saved beside ``model.pt`` as ``<name>.pt`` (e.g. ``rewind`` for LTH)
+    artifacts: dict[str, SceneNet] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Method:
     """A method, as declared in its module.
 
     Args:
         name: the contract name (``cutlib run --method NAME``, the grid, the run id).
-        run: the algorithm, ``RunContext → MethodResult``.
+        run: the algorithm: a function of the run context
+            (:class:`~cutlib.methods.context.RunContext`, which holds this declaration, hence the
+            loose type) that returns the deployed model as a :class:`MethodResult`.
         start: ``pretrained`` (from the dense pre-trained model) or ``scratch``.
         summary: one line for ``cutlib run --help`` and the docs.
         paper_schedule: the schedule the reference code gives a from-scratch method under the
@@ -70,7 +82,7 @@ class Method:
     """
 
     name: str
-    run: Callable[[RunContext], MethodResult]
+    run: Callable[[Any], MethodResult]
     start: Start
     summary: str
     paper_schedule: ReferenceSchedule = "finetune"

@@ -20,13 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from cutlib.models.scenenet import SceneNet
 
 BACKBONE = "backbone"
 
@@ -46,7 +42,7 @@ class ChannelGroup:
     size: int
 
 
-def channel_groups(model: SceneNet) -> list[ChannelGroup]:
+def channel_groups(model: nn.Module) -> list[ChannelGroup]:
     """Every removable channel group of ``model``, backbone first, then each head's.
 
     Example:
@@ -89,7 +85,7 @@ def channel_groups(model: SceneNet) -> list[ChannelGroup]:
 
 
 def _group(
-    model: SceneNet,
+    model: nn.Module,
     producers: list[str],
     norms: list[str],
     consumers: list[str],
@@ -139,7 +135,7 @@ def channel_scores(
 
 
 @torch.no_grad()
-def remove_channels(model: SceneNet, keep: Mapping[str, Tensor]) -> SceneNet:
+def remove_channels(model: nn.Module, keep: Mapping[str, Tensor]) -> nn.Module:
     """Physically remove channels (in place) and return ``model``: ``keep`` maps group names to
     boolean keep-masks over the group's channels (groups not named keep every channel).
 
@@ -190,7 +186,7 @@ def _set(module: nn.Module, attribute: str, value: Tensor) -> None:
         module.register_buffer(attribute, value.clone())
 
 
-def slim_to(model: SceneNet, widths: Mapping[str, int]) -> SceneNet:
+def slim_to(model: nn.Module, widths: Mapping[str, int]) -> nn.Module:
     """Give ``model`` (freshly built) the channel counts ``widths`` (group name → channels) by
     keeping each group's first channels; the weights are then loaded from a checkpoint."""
     masks = {}
