@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 
 from cutlib.data import dataset_info
-from cutlib.experiments import RunConfig, pretrained_task_scores
+from cutlib.experiments import RunConfig, pretrained_task_scores, run
 from cutlib.grid import GridCell
 from cutlib.methods.cut import NAME as CUT
 from cutlib.methods.cut import CutOptions
@@ -190,3 +191,23 @@ def ablation_row(variant: Variant, record: Mapping[str, Any], same_as: str) -> d
         label = f"{task.name} {task.main_metric} {'↑' if higher else '↓'}"
         row[label] = record["metrics"][task.name][task.main_metric]
     return row
+
+
+def ablation_table(
+    chosen: Sequence[Variant],
+    same: Mapping[str, str],
+    dataset: str,
+    sparsity: float,
+    profile: str,
+    seed: int,
+) -> pd.DataFrame:
+    """Notebook 09's table: one :func:`ablation_row` per variant of ``chosen``, read from the run
+    store; a variant that ``same`` maps to another label of its family (the same masks,
+    :func:`fusion_mask_groups`) reports that variant's run."""
+    rows = []
+    for variant in chosen:
+        label = same.get(variant.label, variant.label)
+        source = next(v for v in chosen if v.label == label and v.family == variant.family)
+        record = run(source.config(dataset, sparsity, profile, seed), progress=False).metrics
+        rows.append(ablation_row(variant, record, label))
+    return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""``model.pt``: the saved compact model (DESIGN §6, contract).
+"""``model.pt``: the saved compact model (docs/architecture.md#runs-and-the-run-store, contract).
 
 A dict with ``format_version``, ``config`` (enough to rebuild the architecture), ``tasks`` (the
 heads it has) and ``state_dict`` (plain tensors only, so ``torch.load(path, weights_only=True)``

@@ -1,15 +1,16 @@
 """The grid's tables and its metric-vs-sparsity figure (issue 5), from the tidy table of
 :func:`cutlib.grid.collect`.
 
-Tables follow DiSparse's layout (PAPER_NOTES §2.8): one row per method, one column per metric of
-the selected tasks with its direction (↑ higher is better, ↓ lower), the best method in **bold**
-(the dense reference is not a contender), ``mean ± std`` over seeds when there are several. Each
-table comes as a numeric frame (means; the CSV) and a formatted one (the Markdown).
+Tables follow DiSparse's layout (docs/method/disparse.md#published-results): one row per method, one
+column per metric of the selected tasks with its direction (↑ higher is better, ↓ lower), the best
+method in **bold** (the dense reference is not a contender), ``mean ± std`` over seeds when there
+are several. Each table comes as a numeric frame (means; the CSV) and a formatted one (the
+Markdown).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,7 +18,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from cutlib.methods import DENSE
+from cutlib.methods import DENSE, METHODS
+from cutlib.methods.cut import NAME as CUT
 from cutlib.tasks import TaskSpec
 
 #: The Δ_MTL rows of the tidy table.
@@ -258,6 +260,37 @@ def dense_reference(
             numeric.append(row)
             text.append(shown)
     return pd.DataFrame(numeric), pd.DataFrame(text)
+
+
+def baseline_runs(runs: str, profile_runs: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """The ``(method, protocol)`` runs of notebook 06: ``runs`` as comma-separated
+    ``method:protocol`` pairs, or ``"profile"`` for ``profile_runs`` (the profile's
+    ``baselines.notebook``: method → protocols). CUT under ``fair`` comes first when ``runs``
+    lacks it: it is the reference of every comparison.
+
+    Raises:
+        ValueError: for an item that is not ``method:protocol``, or an unknown method.
+
+    Example:
+        >>> baseline_runs("snip:paper,random:fair", {})
+        [('cut', 'fair'), ('snip', 'paper'), ('random', 'fair')]
+        >>> baseline_runs("profile", {"cut": ["fair"], "lth": ["fair", "paper"]})
+        [('cut', 'fair'), ('lth', 'fair'), ('lth', 'paper')]
+    """
+    if runs == "profile":
+        pairs = [(m, p) for m, protocols in profile_runs.items() for p in protocols]
+    else:
+        items = [item.split(":") for item in runs.split(",")]
+        malformed = [":".join(item) for item in items if len(item) != 2]
+        if malformed:
+            raise ValueError(f"runs: {malformed[0]!r} is not method:protocol")
+        pairs = [(method, protocol) for method, protocol in items]
+    if not any(m == CUT for m, _ in pairs):
+        pairs.insert(0, (CUT, "fair"))
+    unknown = sorted({m for m, _ in pairs} - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+    return pairs
 
 
 def table_settings(runs: pd.DataFrame) -> pd.DataFrame:

@@ -48,7 +48,8 @@ from cutlib.pruning.flops import (
 )
 from cutlib.pruning.masks import PRUNABLE_TYPES, deployed, parameter_counts
 
-#: Bytes per MB in every table here (decimal, as in PAPER_NOTES §8.5: 90.65 M fp32 = 362.6 MB).
+#: Bytes per MB in every table here (decimal, as in
+#: docs/method/efficiency.md#storage-of-sparse-weights: 90.65 M fp32 = 362.6 MB).
 MB = 1e6
 
 
@@ -57,9 +58,10 @@ MB = 1e6
 
 @torch.no_grad()
 def parameter_summary(model: nn.Module) -> dict[str, int]:
-    """Parameter counts (PAPER_NOTES §8.1): ``total`` / ``nonzero`` over all parameters (weights,
-    biases, BN affines; buffers such as BN running stats excluded) and ``prunable_total`` /
-    ``prunable_nonzero`` over the ``Conv2d`` / ``Linear`` weights only.
+    """Parameter counts (docs/method/efficiency.md#what-unstructured-masks-buy): ``total`` /
+    ``nonzero`` over all parameters (weights, biases, BN affines; buffers such as BN running stats
+    excluded) and ``prunable_total`` / ``prunable_nonzero`` over the ``Conv2d`` / ``Linear`` weights
+    only.
 
     Installed masks are honoured: a masked weight counts once, with its effective values
     (``weight_orig`` is not double counted).
@@ -93,7 +95,9 @@ def file_sizes(
     input_size: tuple[int, int] | None = None,
     gzip_level: int = 9,
 ) -> dict[str, int | None]:
-    """Bytes on disk of ``model`` in each storage format (PAPER_NOTES §8.1, §8.5).
+    """Bytes on disk of ``model`` in each storage format
+    (docs/method/efficiency.md#what-unstructured-masks-buy,
+    docs/method/efficiency.md#storage-of-sparse-weights).
 
     All formats are written for the deployed model (:func:`deployed`: masks folded on a copy, so
     zeros are plain zeros and ``model`` is untouched). Keys:
@@ -240,9 +244,9 @@ def peak_inference_memory(
 
 
 def environment(device: torch.device | str | None = None) -> dict[str, Any]:
-    """What a latency number depends on (PAPER_NOTES §8.4): torch and Python versions, platform,
-    CPU model, logical cores, ``torch.get_num_threads()`` and the device measured on
-    (``"cpu"`` or the GPU's name)."""
+    """What a latency number depends on (docs/method/efficiency.md#measuring-latency): torch and
+    Python versions, platform, CPU model, logical cores, ``torch.get_num_threads()`` and the device
+    measured on (``"cpu"`` or the GPU's name)."""
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -334,7 +338,8 @@ def measure_latency(
     runtimes: Sequence[Runtime] = ("torch",),
     onnx_files: Mapping[str, Path] | None = None,
 ) -> pd.DataFrame:
-    """Forward-pass latency of every variant with ``torch.utils.benchmark`` (PAPER_NOTES §8.4).
+    """Forward-pass latency of every variant with ``torch.utils.benchmark``
+    (docs/method/efficiency.md#measuring-latency).
 
     Protocol: each variant is deployed (:func:`deployed`: masks folded on a copy), put in eval
     mode and timed with ``Timer(stmt, num_threads=T)`` and ``blocked_autorange(min_run_time)``
@@ -363,7 +368,8 @@ def measure_latency(
         One row per (variant, runtime, threads, batch, repeat) with ``median_ms``, ``iqr_ms``,
         ``mean_ms`` (over the Timer's blocks, each the mean time of ``number_per_run`` calls),
         ``n_blocks``, ``n_runs`` (timed calls) and ``times_ms`` (the raw per-call block times, a
-        list). No speed-up is implied: masked zeros run the same dense kernels (PAPER_NOTES §8.1).
+        list). No speed-up is implied: masked zeros run the same dense kernels
+        (docs/method/efficiency.md#what-unstructured-masks-buy).
 
     Raises:
         ValueError: no variant, an unknown runtime, ``repeats < 1`` or ``min_run_time ≤ 0``.
@@ -427,7 +433,7 @@ def measure_latency(
 
 def latency_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per (variant, runtime, threads, batch) of a :func:`measure_latency` table
-    (PAPER_NOTES §8.4):
+    (docs/method/efficiency.md#measuring-latency):
 
     - ``median_ms``: the median over repeats of each repeat's median (one disturbed repeat
       cannot move it);
@@ -467,9 +473,10 @@ def efficiency_table(
     progress: bool = True,
     in_channels: int = 3,
 ) -> pd.DataFrame:
-    """One row per variant: what it costs on an edge device (PAPER_NOTES §8.6), units in the
-    column names. Latency is measured separately (:func:`measure_latency`) and joined with
-    :func:`merge_latency`, so the caller controls its budget.
+    """One row per variant: what it costs on an edge device
+    (docs/method/efficiency.md#an-honest-efficiency-table), units in the column names. Latency is
+    measured separately (:func:`measure_latency`) and joined with :func:`merge_latency`, so the
+    caller controls its budget.
 
     Columns: ``variant``; ``params total`` / ``params nonzero`` (all parameters incl. biases and
     BN, :func:`parameter_summary`); ``sparsity (prunable, %)`` (zero fraction of conv/linear
@@ -558,3 +565,160 @@ def merge_latency(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "variant"
+
+
+# ------------------------------------------------------------------------- notebook 08's variants
+
+#: The reference variant of notebook 08's table: the dense pre-trained model with all its heads.
+DENSE_ALL_HEADS = "dense, all heads"
+#: How notebook 08 names the variants of each method (:func:`variant_label`).
+_METHOD_LABELS = {"cut_structured": "structured CUT", "channel_magnitude": "channel magnitude"}
+STRUCTURED_CUT = _METHOD_LABELS["cut_structured"]
+UNSTRUCTURED = "(unstructured)"
+
+
+def variant_label(method: str, sparsity: float) -> str:
+    """Notebook 08's name of a run: CUT's unstructured sparsity, or the fraction of FLOPs a
+    structured method removes.
+
+    Example:
+        >>> variant_label("cut", 0.9), variant_label("cut_structured", 0.5)
+        ('CUT 90% (unstructured)', 'structured CUT −50% FLOPs')
+    """
+    if method == "cut":
+        return f"CUT {sparsity:.0%} {UNSTRUCTURED}"
+    return f"{_METHOD_LABELS[method]} −{sparsity:.0%} FLOPs"
+
+
+def speedup_column(runtime: Runtime) -> str:
+    """Name of :func:`edge_table`'s speed-up column of ``runtime`` (batch 1, 1 thread).
+
+    Example:
+        >>> speedup_column("onnxruntime")
+        'ORT speed-up (batch 1, 1 thr)'
+    """
+    return f"{RUNTIME_LABELS[runtime]} speed-up (batch 1, 1 thr)"
+
+
+def edge_table(
+    costs: pd.DataFrame,
+    latency: pd.DataFrame,
+    variants: Mapping[str, nn.Module],
+    deltas: Mapping[str, float],
+    runtimes: Sequence[Runtime],
+) -> pd.DataFrame:
+    """Notebook 08's table: the costs (:func:`efficiency_table`) with the latencies
+    (:func:`latency_summary`, joined by :func:`merge_latency`), each variant's Δ_MTL (``deltas``;
+    0 for a variant without one: the dense models, whose selected outputs are the dense ones),
+    its parameters against :data:`DENSE_ALL_HEADS`'s, and per runtime its speed-up against
+    :data:`DENSE_ALL_HEADS` at batch 1 on 1 thread (:func:`speedup_column`).
+    """
+    total = sum(p.numel() for p in variants[DENSE_ALL_HEADS].parameters())
+    quality = pd.DataFrame(
+        {
+            "variant": list(variants),
+            "Δ_MTL % ↑": [deltas.get(name, 0.0) for name in variants],
+            "params vs dense all heads": [
+                sum(p.numel() for p in model.parameters()) / total for model in variants.values()
+            ],
+        }
+    )
+    table = merge_latency(costs, latency).merge(quality, on="variant")
+    for runtime in runtimes:
+        column = latency_column(runtime, 1, 1)
+        base = table.loc[table["variant"] == DENSE_ALL_HEADS, column].item()
+        table[speedup_column(runtime)] = base / table[column]
+    return table
+
+
+def edge_summary_columns(runtimes: Sequence[Runtime]) -> list[str]:
+    """The columns of :func:`edge_table` notebook 08 shows: Δ_MTL, parameters, FLOPs, file sizes,
+    and per runtime the latency and speed-up at batch 1 on 1 thread, then PyTorch on 2 threads."""
+    return [
+        "variant",
+        "Δ_MTL % ↑",
+        "params total",
+        "params nonzero",
+        "GFLOP (2/MAC)",
+        "sparse GFLOP (theory)",
+        "state_dict MB",
+        "gzip-6 MB",
+        "sparse fp16 MB",
+        "ONNX MB",
+        *[c for r in runtimes for c in (latency_column(r, 1, 1), speedup_column(r))],
+        latency_column("torch", 1, 2),
+    ]
+
+
+def export_summary(
+    label: str, path: Path, error: float, same_heads: SceneNet, all_heads: SceneNet
+) -> dict[str, Any]:
+    """One row of notebook 08's export table: the file at ``path`` in MB and against the dense
+    ``state_dict`` of the model with the same heads and with all heads
+    (:func:`~cutlib.export.dense_nbytes`), and its largest output ``error``."""
+    from cutlib.export import dense_nbytes  # local: measuring needs no exporter
+
+    size = path.stat().st_size
+    return {
+        "export": label,
+        "MB": size / MB,
+        "÷ dense state_dict (same heads)": size / dense_nbytes(same_heads),
+        "÷ dense state_dict (all heads)": size / dense_nbytes(all_heads),
+        "max |output error|": error,
+    }
+
+
+def _yes(holds: bool) -> str:
+    return "yes" if holds else "no"
+
+
+def edge_checks(
+    table: pd.DataFrame,
+    exports: pd.DataFrame,
+    runtimes: Sequence[Runtime],
+    sparsest: str,
+    same_heads: str,
+) -> pd.DataFrame:
+    """What is real and what is only theoretical, checked on notebook 08's measurements: one row
+    per check with what was ``measured`` and whether it ``holds``.
+
+    - the sparse fp16 export of the unstructured variant ``sparsest`` is at most 1/8 of the dense
+      ``state_dict`` with the same heads (``exports``: rows of :func:`export_summary`);
+    - the structured CUT variant fastest under ``runtimes[0]`` is at least 2× faster than
+      :data:`DENSE_ALL_HEADS` under each runtime (batch 1, 1 thread; ``table``: :func:`edge_table`);
+    - the unstructured CUT variants are no faster than the dense model ``same_heads`` (a variant
+      of ``table`` with the same heads) under ``runtimes[0]``: a measurement, not a verdict.
+    """
+    main = runtimes[0]
+    structured = table[table["variant"].str.startswith(STRUCTURED_CUT)]
+    best = structured.sort_values(speedup_column(main), ascending=False).iloc[0]
+    fp16 = exports.loc[exports["export"] == "sparse, fp16 values"].iloc[0]
+    ratio = fp16["÷ dense state_dict (same heads)"]
+    checks = [
+        {
+            "check": f"{sparsest}: sparse fp16 file ≤ 1/8 of the dense state_dict (same heads)",
+            "measured": f"{ratio:.3f}",
+            "holds": _yes(ratio <= 1 / 8),
+        }
+    ]
+    checks += [
+        {
+            "check": f"{best['variant']}: ≥ 2× faster than dense all heads "
+            f"({RUNTIME_LABELS[runtime]}, batch 1, 1 thread)",
+            "measured": f"{best[speedup_column(runtime)]:.2f}× at Δ_MTL {best['Δ_MTL % ↑']:+.2f} %",
+            "holds": _yes(best[speedup_column(runtime)] >= 2),
+        }
+        for runtime in runtimes
+    ]
+    latency = latency_column(main, 1, 1)
+    dense = table.loc[table["variant"] == same_heads, latency].item()
+    unstructured = table[table["variant"].str.contains(UNSTRUCTURED, regex=False)]
+    checks.append(
+        {
+            "check": "unstructured CUT runs no faster than the dense model with the same heads "
+            f"({RUNTIME_LABELS[main]})",
+            "measured": ", ".join(f"{dense / t:.2f}×" for t in unstructured[latency]),
+            "holds": "(a measurement)",
+        }
+    )
+    return pd.DataFrame(checks)

@@ -1,21 +1,23 @@
 """Compact export of a ``model.pt``: a sparse file for storage and transmission, and ONNX.
 
-**Sparse file** (:func:`save_sparse`, :func:`load_sparse`; PAPER_NOTES §8.5). The prunable weights
-(every Conv2d / Linear ``weight``, :func:`~cutlib.pruning.masks.prunable_weights`) are stored as
-one bitmask of their non-zero entries (8 entries per byte) plus the non-zero values in fp16 or
-fp32; biases and BatchNorm parameters and buffers are stored dense. At density ``d`` the weights
-cost ``n/8 + 2dn`` bytes (fp16) or ``n/8 + 4dn`` (fp32) instead of ``4n``: at 90 % sparsity about
-8 % (fp16) or 13 % (fp32) of the dense ``state_dict``. The file is read with
-``torch.load(weights_only=True)``, like ``model.pt``.
+**Sparse file** (:func:`save_sparse`, :func:`load_sparse`;
+docs/method/efficiency.md#storage-of-sparse-weights). The prunable weights (every Conv2d / Linear
+``weight``, :func:`~cutlib.pruning.masks.prunable_weights`) are stored as one bitmask of their
+non-zero entries (8 entries per byte) plus the non-zero values in fp16 or fp32; biases and BatchNorm
+parameters and buffers are stored dense. At density ``d`` the weights cost ``n/8 + 2dn`` bytes
+(fp16) or ``n/8 + 4dn`` (fp32) instead of ``4n``: at 90 % sparsity about 8 % (fp16) or 13 % (fp32)
+of the dense ``state_dict``. The file is read with ``torch.load(weights_only=True)``, like
+``model.pt``.
 
 **ONNX** (:func:`export_onnx`, :func:`onnx_parity`): the model with the heads it has, one named
 output per task, a dynamic batch dimension and dense initialisers.
 
-What this does *not* buy (PAPER_NOTES §8.1): the sparse file only shrinks what is stored and
-sent to the device. :func:`load_sparse` re-materialises every weight dense (zeros included), so
-memory and latency at inference are those of the dense model: dense conv kernels do the same work
-whatever the zeros. ONNX Runtime likewise runs dense kernels on dense initialisers. Real compute
-savings come from dropping heads and from structured pruning (PAPER_NOTES §8.2).
+What this does *not* buy (docs/method/efficiency.md#what-unstructured-masks-buy): the sparse file
+only shrinks what is stored and sent to the device. :func:`load_sparse` re-materialises every weight
+dense (zeros included), so memory and latency at inference are those of the dense model: dense conv
+kernels do the same work whatever the zeros. ONNX Runtime likewise runs dense kernels on dense
+initialisers. Real compute savings come from dropping heads and from structured pruning
+(docs/method/efficiency.md#what-gives-real-savings).
 
 ``onnx``, ``onnxscript`` (the exporter) and ``onnxruntime`` (the parity check) are imported only
 when an ONNX function is called, so ``cutlib`` works without them.
@@ -316,6 +318,22 @@ def onnx_parity(model: SceneNet, path: Path, input: Tensor) -> dict[str, float]:
         name: float((torch.from_numpy(out) - reference[name]).abs().max())
         for name, out in zip(names, outputs, strict=True)
     }
+
+
+@torch.inference_mode()
+def output_error(model: SceneNet, other: SceneNet, input: Tensor) -> float:
+    """The largest absolute difference between the outputs of ``model`` and ``other`` (both put
+    in eval mode) on ``input``, over all of ``model``'s tasks: how exactly a re-loaded export
+    (:func:`load_sparse`) reproduces the original.
+
+    Example:
+        >>> from cutlib.tasks import TaskSpec
+        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1,))
+        >>> output_error(net, net, torch.randn(1, 3, 16, 16))
+        0.0
+    """
+    ours, theirs = model.eval()(input), other.eval()(input)
+    return max(float((theirs[t] - ours[t]).abs().max()) for t in ours)
 
 
 def _check_size(input_size: tuple[int, int]) -> None:

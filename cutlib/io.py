@@ -1,4 +1,5 @@
-"""Project paths and atomic file writes (DESIGN §6: an interrupted run never leaves a half file)."""
+"""Project paths and atomic file writes (docs/architecture.md#runs-and-the-run-store: an interrupted
+run never leaves a half file)."""
 
 from __future__ import annotations
 

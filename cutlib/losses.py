@@ -1,4 +1,5 @@
-"""Per-task training losses and the weighted multi-task loss (PAPER_NOTES §6.1).
+"""Per-task training losses and the weighted multi-task loss
+(docs/method/metrics.md#training-losses).
 
 Every loss is a mean over the *valid* pixels of the batch (:func:`valid_mask`), pooled over the
 images. Predictions usually come at 1/8 of the label resolution; ``align`` decides how the two
@@ -79,7 +80,7 @@ def task_loss(
     align: Align = "upsample",
     class_weights: Tensor | None = None,
 ) -> Tensor:
-    """Unweighted loss L_t of one task (PAPER_NOTES §6.1).
+    """Unweighted loss L_t of one task (docs/method/metrics.md#training-losses).
 
     seg: cross-entropy, a weighted mean Σ w_y·CE / Σ w_y with the class weights w of
     ``class_weights`` (C,) or else of ``spec.class_weights`` (Taskonomy's ``semseg_prior_factor``),
@@ -120,7 +121,8 @@ def multitask_loss(
     *,
     align: Align = "upsample",
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Training loss Σ_t λ_t L_t over ``specs`` (λ_t = ``spec.loss_weight``; PAPER_NOTES §6.1).
+    """Training loss Σ_t λ_t L_t over ``specs`` (λ_t = ``spec.loss_weight``;
+    docs/method/metrics.md#training-losses).
 
     Returns the total and the unweighted per-task losses by task name; the latter stay attached to
     the graph, since CUT's importance scores differentiate each L_t separately (§1.5).

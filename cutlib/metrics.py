@@ -1,4 +1,5 @@
-"""Per-task evaluation metrics, streamed over a split, and the Δ_MTL summary (PAPER_NOTES §6.2–6.4).
+"""Per-task evaluation metrics, streamed over a split, and the Δ_MTL summary
+(docs/method/metrics.md).
 
 Metric names follow :data:`cutlib.tasks.METRIC_DIRECTIONS`; fractions are in [0, 1], angles in
 degrees. Every evaluator only accumulates sums (confusion matrix, histograms, per-image means), so
@@ -6,7 +7,8 @@ memory stays constant and several ``update`` calls give the same result as one b
 
 Two sets of conventions are provided (:class:`MetricConventions`): :data:`STANDARD`, the usual
 definitions, and :data:`REFERENCE`, the quirks of the AdaShare-derived evaluation code used by
-DiSparse and CUT (PAPER_NOTES §6.3). Never mix the two in one table.
+DiSparse and CUT (docs/method/metrics.md#quirks-before-comparing-numbers). Never mix the two in one
+table.
 
 Example:
     >>> from cutlib.tasks import TaskSpec
@@ -329,7 +331,8 @@ def delta_mtl(
     reference: Mapping[str, Mapping[str, float]],
     directions: Mapping[str, Mapping[str, bool]],
 ) -> float:
-    """Multi-task performance relative to a reference, in percent (PAPER_NOTES §6.4).
+    """Multi-task performance relative to a reference, in percent
+    (docs/method/metrics.md#the-multi-task-summary-delta-mtl).
 
     Δ_MTL = 100 · mean_t mean_k (−1)^{l_tk} (M_tk − R_tk) / R_tk, with l_tk = 1 when lower is
     better (Maninis et al., "Attentive Single-Tasking of Multiple Tasks", CVPR 2019). The nested

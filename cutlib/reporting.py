@@ -1,5 +1,5 @@
-"""Tables and figures in one house style (DESIGN §2): pandas → CSV + Markdown, matplotlib/seaborn
-→ PNG + PDF, all under ``results/`` (see :func:`cutlib.io.results_dir`).
+"""Tables and figures in one house style (docs/architecture.md#layers): pandas → CSV + Markdown,
+matplotlib/seaborn → PNG + PDF, all under ``results/`` (see :func:`cutlib.io.results_dir`).
 
 Also the pictures every notebook needs: a colour rendering of each kind of dense label, a row of
 image + labels per sample, training curves, and predictions next to ground truth.
@@ -68,6 +68,16 @@ def save_table(
     shown = table if markdown is None else markdown
     md.write_text(shown.to_markdown(index=False, floatfmt=floatfmt) + "\n")
     return [csv, md]
+
+
+def file_slug(*parts: object) -> str:
+    """A file-name part: ``parts`` joined by ``_``, a float (a sparsity) as ``s<percent>``.
+
+    Example:
+        >>> file_slug("synth-nyuv2", "seg+depth", 0.9, "fair")
+        'synth-nyuv2_seg+depth_s90_fair'
+    """
+    return "_".join(f"s{p * 100:.0f}" if isinstance(p, float) else str(p) for p in parts)
 
 
 def label_to_rgb(task: TaskSpec, label: Tensor) -> np.ndarray:
@@ -258,6 +268,63 @@ def layer_table(model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sub_model_table(model: nn.Module) -> pd.DataFrame:
+    """One row per task of a :class:`~cutlib.models.SceneNet`: the prunable weights of the shared
+    backbone ``|B|``, of the task's head ``|H_t|`` and of its sub-model ``|Θ_t|`` (counted over
+    :func:`~cutlib.pruning.importance.sub_model_weights`, so ``|Θ_t| = |B| + |H_t|`` is a check,
+    not a definition), and the head's share of the sub-model.
+
+    Example:
+        >>> from cutlib.models import SceneNet
+        >>> from cutlib.tasks import TaskSpec
+        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1,))
+        >>> sub_model_table(net).to_dict("records")[0]  # doctest: +ELLIPSIS
+        {'task': 'depth', 'backbone |B|': 175512, 'head |H_t|': 4680, 'sub-model |Θ_t|': 180192, \
+'head share of Θ_t': 0.02597...}
+    """
+    from cutlib.pruning.importance import sub_model_weights  # local, as in layer_table
+    from cutlib.pruning.masks import BACKBONE
+
+    layers = layer_table(model)
+    weights = layers.set_index("name")["weights"]
+    table = pd.DataFrame(
+        [
+            {
+                "task": t,
+                "backbone |B|": int(layers.loc[layers.owner == BACKBONE, "weights"].sum()),
+                "head |H_t|": int(layers.loc[layers.owner == t, "weights"].sum()),
+                "sub-model |Θ_t|": int(weights.loc[sub_model_weights(model, t)].sum()),
+            }
+            for t in model.task_names
+        ]
+    )
+    table["head share of Θ_t"] = table["head |H_t|"] / table["sub-model |Θ_t|"]
+    return table
+
+
+def weights_by_group(layer_tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per layer group (stem, stages, heads, in depth order), the prunable weights of each model's
+    :func:`layer_table` (one column per model) and, in ``<model> share`` columns, their share of
+    that model's total.
+
+    Example:
+        >>> a = pd.DataFrame({"group": ["stem", "head t"], "weights": [1, 3]})
+        >>> b = pd.DataFrame({"group": ["stem", "head t"], "weights": [2, 2]})
+        >>> weights_by_group({"a": a, "b": b}).to_dict("records")[0]
+        {'group': 'stem', 'a': 1, 'b': 2, 'a share': 0.25, 'b share': 0.5}
+    """
+    counts = pd.DataFrame(
+        {
+            name: table.groupby("group", sort=False)["weights"].sum()
+            for name, table in layer_tables.items()
+        }
+    )
+    table = counts.rename_axis("group").reset_index()
+    for column in counts:
+        table[f"{column} share"] = table[column] / table[column].sum()
+    return table
+
+
 def plot_per_layer(
     values: pd.DataFrame,
     layers: pd.DataFrame,
@@ -307,7 +374,7 @@ def plot_mask_grids(
     seed: int = 0,
 ) -> Figure:
     """Masks drawn as grids of kept (grey) and pruned (white) circles, one panel per mask set,
-    in the style of CUT's overview figure (PAPER_NOTES §1.3).
+    in the style of CUT's overview figure (docs/method/cut.md#the-pipeline-at-a-glance).
 
     Each row is one layer (or several weights shown together, e.g. the same conv of all four ASPP
     branches). It shows ``columns`` weight positions drawn at random (seeded, the same positions
@@ -355,6 +422,50 @@ def plot_mask_grids(
     return fig
 
 
+def mask_grid_rows(layers: pd.DataFrame, tasks: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The rows of :func:`plot_mask_grids` for CUT's overview figure, from a :func:`layer_table`:
+    one per backbone layer (with its tick label), then, for each of ``tasks``, one per kind of
+    head conv, gathering that conv of all the head's ASPP branches (``"seg head 3x3"``).
+
+    Example:
+        >>> layers = pd.DataFrame({"name": ["b", "h1", "h2", "h3"], "label": ["stem", *"   "],
+        ...     "owner": ["backbone", *"ttt"], "kind": ["conv", "3x3", "out", "3x3"]})
+        >>> mask_grid_rows(layers, ["t"])
+        [('stem', ['b']), ('t head 3x3', ['h1', 'h3']), ('t head out', ['h2'])]
+    """
+    from cutlib.pruning.masks import BACKBONE  # local, as in layer_table
+
+    backbone = layers[layers["owner"] == BACKBONE]
+    rows = [
+        (label, [name]) for label, name in zip(backbone["label"], backbone["name"], strict=True)
+    ]
+    for task in tasks:
+        head = layers[layers["owner"] == task]
+        rows += [
+            (f"{task} head {kind}", list(head["name"][head["kind"] == kind]))
+            for kind in head["kind"].unique()
+        ]
+    return rows
+
+
+def layer_densities(masks: Mapping[str, Mapping[str, Tensor]]) -> pd.DataFrame:
+    """The kept fraction of every layer (index: parameter name) of every mask set (one column per
+    set); a layer missing from a set is NaN.
+
+    Example:
+        >>> kept = torch.tensor([True, False])
+        >>> layer_densities({"a": {"w": kept}, "b": {"w": kept | True}})
+             a    b
+        w  0.5  1.0
+    """
+    return pd.DataFrame(
+        {
+            name: {n: float(m.float().mean()) for n, m in sets.items()}
+            for name, sets in masks.items()
+        }
+    )
+
+
 def mask_agreement(masks: Mapping[str, Mapping[str, Tensor]], reference: str) -> pd.DataFrame:
     """Layer by layer (index = parameter name): the kept fraction of every mask set (one column
     per set) and, for every other set, the IoU of its kept positions with ``reference``'s
@@ -367,12 +478,7 @@ def mask_agreement(masks: Mapping[str, Mapping[str, Tensor]], reference: str) ->
         [{'a': 0.5, 'b': 0.5, 'IoU with a: b': 0.333}]
     """
     ref = masks[reference]
-    frame = pd.DataFrame(
-        {
-            name: {n: float(m.float().mean()) for n, m in sets.items()}
-            for name, sets in masks.items()
-        }
-    )
+    frame = layer_densities(masks)
     for name, sets in masks.items():
         if name == reference:
             continue
@@ -384,6 +490,141 @@ def mask_agreement(masks: Mapping[str, Mapping[str, Tensor]], reference: str) ->
             }
         )
     return frame
+
+
+def plot_mask_comparison(
+    masks: Mapping[str, Mapping[str, Tensor]], layers: pd.DataFrame, title: str
+) -> Figure:
+    """Two mask sets layer by layer: the kept fraction of each (left axis, logarithmic; the first
+    set, the reference, in black) and the IoU of their kept positions (dotted, right axis), from
+    :func:`mask_agreement`, in the layer order of ``layers`` (:func:`layer_table`)."""
+    reference, other = masks
+    frame = mask_agreement(masks, reference)
+    fig, ax = plt.subplots(figsize=(13, 3.2))
+    styles = {reference: {"color": "black", "lw": 2.5}, other: {"color": "C1"}}
+    plot_per_layer(frame[[reference, other]], layers, "kept fraction", ax=ax, styles=styles)
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.07, 1), loc="upper left")  # clear of the right axis
+    twin = ax.twinx()
+    iou = frame[f"IoU with {reference}: {other}"].reindex(layers["name"]).to_numpy()
+    label = f"IoU with {reference}"
+    twin.plot(range(len(iou)), iou, ls=":", color="C2", marker="", label=label)
+    twin.set_ylim(0, 1.05)
+    twin.set_ylabel(label, color="C2")
+    twin.grid(False)
+    ax.set_title(title, pad=18)
+    fig.tight_layout()
+    return fig
+
+
+def _scores_by_group(
+    scores: Mapping[str, Mapping[str, Tensor]], layers: pd.DataFrame
+) -> dict[str, dict[str, Tensor]]:
+    """task → layer group → the task's scores of that group, flattened; a task's own head is the
+    group ``own head``."""
+    group_of = dict(zip(layers["name"], layers["group"], strict=True))
+    grouped: dict[str, dict[str, Tensor]] = {}
+    for task, per_weight in scores.items():
+        parts: dict[str, list[Tensor]] = {}
+        for name, s in per_weight.items():
+            group = "own head" if group_of[name].startswith("head") else group_of[name]
+            parts.setdefault(group, []).append(s.reshape(-1))
+        grouped[task] = {group: torch.cat(flat) for group, flat in parts.items()}
+    return grouped
+
+
+def score_summary(scores: Mapping[str, Mapping[str, Tensor]], layers: pd.DataFrame) -> pd.DataFrame:
+    """Where each task's importance lies: one row per (task, layer group of its sub-model, a task's
+    head being ``own head``) with the group's ``weights``, its ``share of weights`` and
+    ``share of score`` in the task's sub-model, and the fraction of ``zero scores``.
+
+    Args:
+        scores: task → parameter name → scores (:func:`~cutlib.pruning.importance.task_importance`).
+        layers: :func:`layer_table` of the model, for the groups.
+
+    Example:
+        >>> layers = pd.DataFrame({"name": ["b", "h"], "group": ["stem", "head t"]})
+        >>> scores = {"t": {"b": torch.tensor([0.0, 1.0, 2.0]), "h": torch.tensor([1.0])}}
+        >>> score_summary(scores, layers).to_dict("records")[1]
+        {'task': 't', 'group': 'own head', 'weights': 1, 'share of weights': 0.25, \
+'share of score': 0.25, 'zero scores': 0.0}
+    """
+    rows = []
+    for task, groups in _scores_by_group(scores, layers).items():
+        total = sum(float(s.sum()) for s in scores[task].values())
+        count = sum(s.numel() for s in scores[task].values())
+        rows += [
+            {
+                "task": task,
+                "group": group,
+                "weights": flat.numel(),
+                "share of weights": flat.numel() / count,
+                "share of score": float(flat.sum()) / total,
+                "zero scores": float((flat == 0).float().mean()),
+            }
+            for group, flat in groups.items()
+        ]
+    return pd.DataFrame(rows)
+
+
+def score_samples(
+    scores: Mapping[str, Mapping[str, Tensor]],
+    layers: pd.DataFrame,
+    size: int = 3000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """For a box plot of :func:`score_summary`'s groups: per (task, group), ``log10 score`` of at
+    most ``size`` of its scores drawn at random (seeded), the positive ones only.
+
+    Example:
+        >>> layers = pd.DataFrame({"name": ["b"], "group": ["stem"]})
+        >>> samples = score_samples({"t": {"b": torch.tensor([0.0, 10, 100])}}, layers, size=3)
+        >>> sorted(samples["log10 score"])
+        [1.0, 2.0]
+    """
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for task, groups in _scores_by_group(scores, layers).items():
+        for group, flat in groups.items():
+            pick = flat[torch.randperm(flat.numel(), generator=generator)[:size]]
+            pick = pick[pick > 0]
+            samples.append(
+                pd.DataFrame({"task": task, "group": group, "log10 score": pick.log10()})
+            )
+    return pd.concat(samples)
+
+
+def sparsity_table(model: nn.Module) -> pd.DataFrame:
+    """The exact zeros among the prunable weights of a :class:`~cutlib.models.SceneNet`: one row
+    per scope (``backbone``, then ``head <task>`` for each head it has) and a last row for the
+    whole ``deployed model``, with ``weights``, ``zeros`` and their fraction ``sparsity``.
+
+    Example:
+        >>> from cutlib.models import SceneNet
+        >>> from cutlib.tasks import TaskSpec
+        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1,))
+        >>> _ = net.heads["depth"].branches[0][6].weight.data.zero_()  # the 8 weights of .out
+        >>> sparsity_table(net)[["scope", "zeros"]].values.tolist()
+        [['backbone', 0], ['head depth', 8], ['deployed model', 8]]
+    """
+    from cutlib.pruning.masks import BACKBONE, prunable_weights  # local, as in layer_table
+
+    weights = prunable_weights(model)
+    rows = []
+    for scope in [BACKBONE, *model.task_names]:
+        tensors = [w.weight for w in weights if w.owner == scope]
+        rows.append(
+            {
+                "scope": scope if scope == BACKBONE else f"head {scope}",
+                "weights": sum(t.numel() for t in tensors),
+                "zeros": sum(int((t == 0).sum()) for t in tensors),
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.loc[len(table)] = ["deployed model", table["weights"].sum(), table["zeros"].sum()]
+    table["sparsity"] = table["zeros"] / table["weights"]
+    return table
 
 
 def runs_table(records: Sequence[Mapping[str, Any]], tasks: Sequence[TaskSpec]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Execute the notebooks in order with papermill (DESIGN §6: ``cutlib reproduce``).
+"""Execute the notebooks in order with papermill (docs/architecture.md#runs-and-the-run-store:
+``cutlib reproduce``).
 
 Notebooks ``notebooks/NN_name.ipynb`` run in order, with the working directory ``notebooks/``,
 the ``python3`` kernel and a per-cell timeout; each gets the ``profile`` parameter plus any the

@@ -1,10 +1,10 @@
 """Task specifications: what each dense prediction task is, how it is weighted and scored.
 
-Tasks are always addressed by name, never by position (DESIGN §2, §9). A dataset is described by
-an ordered tuple of :class:`TaskSpec`; the model builds one head per spec, the losses and metrics
-dispatch on :attr:`TaskSpec.kind`.
+Tasks are always addressed by name, never by position (docs/architecture.md#layers,
+docs/architecture.md#house-style). A dataset is described by an ordered tuple of :class:`TaskSpec`;
+the model builds one head per spec, the losses and metrics dispatch on :attr:`TaskSpec.kind`.
 
-Conventions shared by every dataset (DESIGN §3):
+Conventions shared by every dataset (docs/architecture.md#data):
 
 ========  ==========================  ===================================================
 kind      target tensor               invalid pixels
@@ -25,7 +25,8 @@ from typing import Literal
 TaskKind = Literal["seg", "sn", "depth", "keypoint", "edge"]
 TASK_KINDS: tuple[str, ...] = ("seg", "sn", "depth", "keypoint", "edge")
 
-#: Metric names per task kind, each with ``True`` when higher is better (DESIGN §6).
+#: Metric names per task kind, each with ``True`` when higher is better
+#: (docs/architecture.md#runs-and-the-run-store).
 METRIC_DIRECTIONS: dict[str, dict[str, bool]] = {
     "seg": {"mIoU": True, "pixel_acc": True},
     "sn": {
@@ -64,7 +65,7 @@ class TaskSpec:
         name: unique name of the task within its dataset (``"seg"``, ``"depth"``, ...).
         kind: what is predicted; decides the loss and the metrics.
         channels: output channels of the task head (classes for seg, 3 for sn, 1 otherwise).
-        loss_weight: λ_t in the training loss Σ_t λ_t L_t (PAPER_NOTES §6.1).
+        loss_weight: λ_t in the training loss Σ_t λ_t L_t (docs/method/metrics.md#training-losses).
         ignore_value: label value marking invalid pixels (seg, keypoint, edge); ``None`` if the
             kind has its own rule (sn: zero vector, depth: 0).
         class_names: names of the segmentation classes, for plots and tables.

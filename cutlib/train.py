@@ -1,10 +1,12 @@
-"""Iteration-based multi-task training with validation-based model selection (DESIGN §2).
+"""Iteration-based multi-task training with validation-based model selection
+(docs/architecture.md#layers).
 
-The loss is Σ_t λ_t L_t over the given tasks (PAPER_NOTES §6.1); the optimiser is Adam with a
-StepLR schedule stepped every iteration, as in the authors' ``train.train`` (PAPER_NOTES §1.12).
-Unlike the reference code, which keeps the checkpoint with the best *test* loss (PAPER_NOTES §7.3),
-the best checkpoint here is chosen on the validation split; the test split is only evaluated once,
-at the end, by the caller.
+The loss is Σ_t λ_t L_t over the given tasks (docs/method/metrics.md#training-losses); the optimiser
+is Adam with a StepLR schedule stepped every iteration, as in the authors' ``train.train``
+(docs/method/cut.md#pre-training-the-dense-model). Unlike the reference code, which keeps the
+checkpoint with the best *test* loss
+(docs/method/reference-code.md#the-shared-data-and-metric-code), the best checkpoint here is chosen
+on the validation split; the test split is only evaluated once, at the end, by the caller.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The "trivial" reference: the best constant predictor fitted on the training split (DESIGN §6).
+"""The "trivial" reference: the best constant predictor fitted on the training split
+(docs/architecture.md#runs-and-the-run-store).
 
 Scoring it with :func:`cutlib.metrics.evaluate` shows how much of a metric a model earns beyond
 predicting the majority class, the mean normal, the mean depth or the mean keypoint/edge value.

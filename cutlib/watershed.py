@@ -1,10 +1,12 @@
-"""How much the tasks' own masks agree, layer by layer: the "watershed" (PAPER_NOTES §2.10).
+"""How much the tasks' own masks agree, layer by layer: the "watershed"
+(docs/method/disparse.md#the-watershed-figure).
 
 DiSparse observed that the per-task masks of a multi-task network overlap almost completely in
 the early backbone layers and hardly at all after some layer, the "watershed"; CUT's vote on the
 shared weights relies on the same picture. :func:`layer_iou` measures it for any set of task
 masks; :func:`pretrained_task_masks` makes the masks CUT would vote on (each task's own top-κ of
-its Taylor scores on the frozen pre-trained model).
+its Taylor scores on the frozen pre-trained model), :func:`pretrained_watershed` their curve as
+DiSparse drew it and :func:`watershed_summary` what it says.
 """
 
 from __future__ import annotations
@@ -16,11 +18,25 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cutlib.claims import watershed_verdict
 from cutlib.experiments import pretrained_task_scores
 from cutlib.models import SceneNet
 from cutlib.pruning.importance import BNMode
 from cutlib.pruning.masks import BACKBONE, Masks
 from cutlib.pruning.thresholds import Ranking
+from cutlib.reporting import layer_table
+
+#: DiSparse's published watershed (``Figs/density_plot.png``,
+#: docs/method/disparse.md#the-watershed-figure): the IoU of the
+#: task masks of an untrained, Xavier-initialised ResNet-34 at κ = 0.078, for its 33 backbone convs
+#: in depth order (downsample convs left out), read off the figure.
+DISPARSE_PUBLISHED_IOU: dict[str, tuple[float, ...]] = {
+    "NYUv2": (.97, .95, .94, .93, .91, .91, .89, .87, .76, .73, .67, .64, .58, .56, .47, .38, .13,
+              .10, .05, .04, .02, .02, .02, .01, .03, .03, .04, .06, .03, .03, .03, .06, .03),
+    "Cityscapes": (.99, .98, .98, .97, .96, .96, .96, .95, .91, .90, .88, .87, .84, .83, .81, .76,
+                   .60, .55, .47, .45, .35, .36, .24, .25, .16, .21, .13, .15, .05, .03, .05, .05,
+                   .05),
+}  # fmt: skip
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -53,7 +69,8 @@ def layer_iou(task_masks: Mapping[str, Masks], layers: pd.DataFrame) -> pd.DataF
     Columns: ``name``, ``layer`` (tick label), ``kind``, one IoU column per task pair ``a–b``,
     ``mean pairwise``, ``chance (mean pairwise)``, ``all tasks ∩/∪`` and ``DiSparse's formula``
     (positions kept by exactly two tasks over those kept by one or two, which is the Jaccard
-    index for two tasks and not a multi-set IoU for more, PAPER_NOTES §2.10).
+    index for two tasks and not a multi-set IoU for more,
+    docs/method/disparse.md#the-watershed-figure).
     """
     names = list(task_masks)
     pairs = list(itertools.combinations(names, 2))
@@ -81,15 +98,26 @@ def layer_iou(task_masks: Mapping[str, Masks], layers: pd.DataFrame) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def overall_iou(a: Masks, b: Masks, names: Sequence[str] | None = None) -> float:
+    """The IoU of two mask sets over the layers ``names`` (default: all of ``a``'s) taken together.
+
+    Example:
+        >>> a = {"l1": torch.tensor([True, True]), "l2": torch.tensor([True, False])}
+        >>> b = {"l1": torch.tensor([True, False]), "l2": torch.tensor([True, True])}
+        >>> overall_iou(a, b), overall_iou(a, b, ["l1"])
+        (0.5, 0.5)
+    """
+    names = list(a) if names is None else names
+    return iou(
+        torch.cat([a[n].reshape(-1) for n in names]), torch.cat([b[n].reshape(-1) for n in names])
+    )
+
+
 def total_iou(task_masks: Mapping[str, Masks], names: Sequence[str]) -> dict[str, float]:
     """Pairwise IoU over all the given layers together (DiSparse's "total IoU")."""
-    tasks = list(task_masks)
     return {
-        f"{s}–{t}": iou(
-            torch.cat([task_masks[s][n].reshape(-1) for n in names]),
-            torch.cat([task_masks[t][n].reshape(-1) for n in names]),
-        )
-        for s, t in itertools.combinations(tasks, 2)
+        f"{s}–{t}": overall_iou(task_masks[s], task_masks[t], names)
+        for s, t in itertools.combinations(task_masks, 2)
     }
 
 
@@ -133,3 +161,34 @@ def pretrained_task_masks(
         dataset, profile, tasks, seed=seed, bn_mode=bn_mode, device=device
     )
     return model, {t: Ranking(s).masks(kappa) for t, s in scores.items()}
+
+
+def pretrained_watershed(
+    dataset: str, profile: str, kappa: float, *, seed: int = 0, device: str = "auto"
+) -> pd.DataFrame:
+    """The watershed of ``dataset``'s pre-trained model as DiSparse drew it: :func:`layer_iou` of
+    every task's own top-κ mask (:func:`pretrained_task_masks`) over the backbone convs in depth
+    order, the 1×1 downsample convs left out."""
+    model, task_masks = pretrained_task_masks(dataset, profile, kappa, seed=seed, device=device)
+    curve = layer_iou(task_masks, layer_table(model))
+    return curve[curve["kind"] != "downsample"].reset_index(drop=True)
+
+
+def watershed_summary(curve: pd.DataFrame, margin: float) -> dict[str, object]:
+    """What a watershed curve (:func:`layer_iou`, rows in depth order) says: the mean pairwise IoU
+    of the first and the second half of the layers and the verdict at ``margin``
+    (:func:`~cutlib.claims.watershed_verdict`), and its :func:`steepest_drop`.
+
+    Example:
+        >>> curve = pd.DataFrame({"layer": list("abcd"), "mean pairwise": [0.9, 0.8, 0.3, 0.1]})
+        >>> watershed_summary(curve, 0.1)
+        {'early IoU': 0.85, 'late IoU': 0.2, 'steepest drop': 'b → c (-0.50)', 'verdict': 'holds'}
+    """
+    early, late, verdict = watershed_verdict(list(curve["mean pairwise"]), margin)
+    before, after, change = steepest_drop(curve)
+    return {
+        "early IoU": early,
+        "late IoU": late,
+        "steepest drop": f"{before} → {after} ({change:+.2f})",
+        "verdict": verdict,
+    }

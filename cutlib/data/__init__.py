@@ -3,8 +3,8 @@
 The embedded default data are procedurally rendered scenes (:mod:`cutlib.data.synthetic`), one
 preset per dataset of the paper. The paper's real datasets are read from the AdaShare layout
 (:mod:`cutlib.data.real`, one module per dataset) under ``data/<name>/`` or a root the user
-gives. All datasets share the sample conventions of DESIGN §3, so losses and metrics never branch
-on the dataset.
+gives. All datasets share the sample conventions of docs/architecture.md#data, so losses and metrics
+never branch on the dataset.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from cutlib.tasks import TaskSpec
 SPLITS = ("train", "val", "test")
 
 #: Loss weights λ_t of the synthetic presets. The paper's NYUv2 weights (seg 1, sn 20, depth 3,
-#: PAPER_NOTES §1.12) balance losses of similar definitions; keypoint and edge L1 errors on [0, 1]
+#: docs/method/cut.md#pre-training-the-dense-model) balance losses of similar definitions; keypoint
+#: and edge L1 errors on [0, 1]
 #: maps are small, so they get larger weights, as in the paper's Taskonomy setting.
 SYNTHETIC_LOSS_WEIGHTS = {"seg": 1.0, "sn": 20.0, "depth": 3.0, "keypoint": 20.0, "edge": 20.0}
 _CHANNELS = {"sn": 3, "depth": 1, "keypoint": 1, "edge": 1}
@@ -40,11 +41,13 @@ _CHANNELS = {"sn": 3, "depth": 1, "keypoint": 1, "edge": 1}
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registered dataset: its name, what it mirrors, and its tasks in order."""
+    """A registered dataset: its name, a description, its tasks in order, and ``mirrors``: the
+    paper's dataset it is (a real dataset) or stands in for (a synthetic preset)."""
 
     name: str
     description: str
     tasks: tuple[TaskSpec, ...]
+    mirrors: str
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -70,7 +73,7 @@ def _synthetic_info(preset_name: str) -> DatasetInfo:
         specs.append(spec)
     mirrors = preset_name.removeprefix("synth-")
     return DatasetInfo(
-        preset_name, f"synthetic {preset.scene} scenes mirroring {mirrors}", tuple(specs)
+        preset_name, f"synthetic {preset.scene} scenes mirroring {mirrors}", tuple(specs), mirrors
     )
 
 
@@ -83,7 +86,9 @@ REAL_LAYOUTS: dict[str, Layout] = {
 #: Every dataset, synthetic then real.
 DATASETS: dict[str, DatasetInfo] = {
     **SYNTHETIC_DATASETS,
-    **{n: DatasetInfo(n, layout.description, layout.tasks) for n, layout in REAL_LAYOUTS.items()},
+    **{
+        n: DatasetInfo(n, layout.description, layout.tasks, n) for n, layout in REAL_LAYOUTS.items()
+    },
 }
 
 
@@ -92,6 +97,18 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def paper_tasks(name: str) -> tuple[TaskSpec, ...]:
+    """The tasks of the paper's dataset that ``name`` is or mirrors (:attr:`DatasetInfo.mirrors`),
+    with the paper's class counts (NYUv2 40, Cityscapes 19, Tiny-Taskonomy 17): what the paper's
+    model is built for.
+
+    Example:
+        >>> [(t.name, t.channels) for t in paper_tasks("synth-cityscapes")]
+        [('seg', 19), ('depth', 1)]
+    """
+    return dataset_info(dataset_info(name).mirrors).tasks
 
 
 def dataset_tasks(
@@ -136,7 +153,7 @@ def metric_conventions(dataset: str, profile: Profile) -> MetricConventions:
     conventions = conventions_from_name(name)
     if name != "reference":
         return conventions
-    layout = REAL_LAYOUTS.get(dataset) or REAL_LAYOUTS[dataset.removeprefix("synth-")]
+    layout = REAL_LAYOUTS[dataset_info(dataset).mirrors]
     options = profile.data.options if dataset in REAL_LAYOUTS else None
     return replace(conventions, **layout.reference_metrics(layout.resolved_options(options)))
 

@@ -1,4 +1,5 @@
-"""A map-style dataset over in-memory label arrays, yielding samples in the DESIGN §3 format."""
+"""A map-style dataset over in-memory label arrays, yielding samples in the
+docs/architecture.md#data format."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Cityscapes in the AdaShare layout (PAPER_NOTES §5.3): 2 tasks, seg (19 classes) and depth.
+"""Cityscapes in the AdaShare layout (docs/method/data.md#cityscapes-on-disk): 2 tasks, seg (19
+classes) and depth.
 
 On disk, under the dataset root (``data/cityscapes/`` by default)::
 
@@ -8,11 +9,11 @@ On disk, under the dataset root (``data/cityscapes/`` by default)::
                              value (maximum about 0.49), 0 = invalid
     …/label{2,7,19}*.npy     integer, (256, 512): classes, −1 = void
 
-Decoding into the sample conventions of DESIGN §3: the image as RGB (the reference reverses it to
-BGR and multiplies by 255 for its Caffe mean, which we do not use); seg from the 19-class labels
-(the only ones both projects use), void mapped to the ignore value 255; depth as stored, in the
-dataset's own unit, 0 invalid. The official validation split is the ``test`` of the index
-(2975 train / 500 test, PAPER_NOTES §5.1).
+Decoding into the sample conventions of docs/architecture.md#data: the image as RGB (the reference
+reverses it to BGR and multiplies by 255 for its Caffe mean, which we do not use); seg from the
+19-class labels (the only ones both projects use), void mapped to the ignore value 255; depth as
+stored, in the dataset's own unit, 0 invalid. The official validation split is the ``test`` of the
+index (2975 train / 500 test, docs/method/data.md#datasets-and-tasks).
 
 Under the ``reference`` metric conventions, void pixels count as wrong in pixel accuracy: the
 reference code keeps every label below 19, and −1 is one of them (they stay out of its confusion
@@ -38,9 +39,10 @@ IGNORE = 255
 
 DOWNLOAD = (
     "Get Cityscapes as preprocessed by AdaShare (the archive the DiSparse and CUT READMEs link, "
-    "PAPER_NOTES §5.1) and unpack it so that data/cityscapes/cityscape.json sits beside the "
-    "folders it names (or pass that folder as --data-root); data/README.md has the steps, and "
-    "`cutlib data check cityscapes` validates them."
+    "docs/method/data.md#datasets-and-tasks) and unpack it so that "
+    "data/cityscapes/cityscape.json sits beside the folders it names (or pass that folder as "
+    "--data-root); data/README.md has the steps, and `cutlib data check cityscapes` validates "
+    "them."
 )
 
 

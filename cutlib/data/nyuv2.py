@@ -1,4 +1,5 @@
-"""NYUv2 in the AdaShare layout (PAPER_NOTES §5.2): 3 tasks, seg (40 classes), sn and depth.
+"""NYUv2 in the AdaShare layout (docs/method/data.md#nyuv2-on-disk): 3 tasks, seg (40 classes), sn
+and depth.
 
 On disk, under the dataset root (``data/nyuv2/`` by default)::
 
@@ -8,9 +9,9 @@ On disk, under the dataset root (``data/nyuv2/`` by default)::
     normal_mask/XXXX.png     RGB, 480×640, uint8: (n + 1)·127.5 per axis, (255, 255, 255) = invalid
     depth/XXXX.npy           float32, (480, 640), metres, 0 = invalid
 
-Decoding into the sample conventions of DESIGN §3: the image as RGB (the reference reads BGR
-through OpenCV; the order only matters for its Caffe mean, which we do not use); seg as class ids
-with 255 ignored; depth in metres with 0 invalid; normals, by the ``normals`` option:
+Decoding into the sample conventions of docs/architecture.md#data: the image as RGB (the reference
+reads BGR through OpenCV; the order only matters for its Caffe mean, which we do not use); seg as
+class ids with 255 ignored; depth in metres with 0 invalid; normals, by the ``normals`` option:
 
 - ``"unit"`` (default): ``n = rgb / 127.5 − 1`` renormalised to unit length, invalid pixels the
   zero vector. The red channel is the horizontal axis (x to the right: checked against normals
@@ -18,8 +19,9 @@ with 255 ignored; depth in metres with 0 invalid; normals, by the ``normals`` op
   measure true angles.
 - ``"colour"`` (paper-compatible): the raw colour vectors ``rgb`` in 0–255, as the reference
   learns and evaluates them, invalid pixels the zero vector, and flips that do not mirror them.
-  Angles between colour vectors are compressed (about half the true angle, PAPER_NOTES §6.3), so
-  only this setting is comparable with the paper's NYUv2 normal numbers.
+  Angles between colour vectors are compressed (about half the true angle,
+  docs/method/metrics.md#quirks-before-comparing-numbers), so only this setting is comparable with
+  the paper's NYUv2 normal numbers.
 
 The ``reference`` metric conventions measure NYUv2 normals in colour space either way: with
 ``unit`` normals by comparing their colour encodings 127.5·(n + 1), with ``colour`` normals by
@@ -49,9 +51,10 @@ NORMAL_MODES = ("unit", "colour")
 
 DOWNLOAD = (
     "Get NYUv2 as preprocessed by AdaShare (the archive the DiSparse and CUT READMEs link, "
-    "PAPER_NOTES §5.1) and unpack it so that data/nyuv2/nyu_v2_3task.json, img/, seg/, "
-    "normal_mask/ and depth/ sit side by side (or pass that folder as --data-root); "
-    "data/README.md has the steps, and `cutlib data check nyuv2` validates them."
+    "docs/method/data.md#datasets-and-tasks) and unpack it so that "
+    "data/nyuv2/nyu_v2_3task.json, img/, seg/, normal_mask/ and depth/ sit side by side (or pass "
+    "that folder as --data-root); data/README.md has the steps, and `cutlib data check nyuv2` "
+    "validates them."
 )
 
 

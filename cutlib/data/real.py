@@ -1,15 +1,16 @@
-"""The paper's real datasets in the AdaShare layout (PAPER_NOTES §5): where they live, their index
-file and splits, a map-style dataset that decodes and augments them, and the layout check behind
-``cutlib data check``.
+"""The paper's real datasets in the AdaShare layout (docs/method/data.md): where they live, their
+index file and splits, a map-style dataset that decodes and augments them, and the layout check
+behind ``cutlib data check``.
 
 Each dataset is described by a :class:`Layout` (its module, e.g. :mod:`cutlib.data.nyuv2`,
 defines the index file, the on-disk fields, how to read and validate each file, and how to turn
-the decoded arrays into a sample in the conventions of DESIGN §3). Everything else is shared.
+the decoded arrays into a sample in the conventions of docs/architecture.md#data). Everything else
+is shared.
 
-Splits: the index file has ``train`` and ``test`` (and possibly ``val``). The reference code
-selects its models on the test split (PAPER_NOTES §6.3, item 8); we select on validation, so
-without a ``val`` list a seeded :data:`VAL_FRACTION` of ``train`` (at least one sample, and never
-all of them) is held out as ``val``.
+Splits: the index file has ``train`` and ``test`` (and possibly ``val``). The reference code selects
+its models on the test split (docs/method/metrics.md#quirks-before-comparing-numbers, item 8); we
+select on validation, so without a ``val`` list a seeded :data:`VAL_FRACTION` of ``train`` (at least
+one sample, and never all of them) is held out as ``val``.
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ def split_entries(index: Mapping[str, list[list[str]]], split: str, seed: int) -
 
 
 class IndexedDataset(Dataset):
-    """Samples ``{"image": (3,H,W) float, <task>: label}`` (DESIGN §3) read from the files of an
-    index, decoded by ``layout`` and augmented by :func:`~cutlib.data.transforms.real_transform`.
+    """Samples ``{"image": (3,H,W) float, <task>: label}`` (docs/architecture.md#data) read from the
+    files of an index, decoded by ``layout`` and augmented by
+    :func:`~cutlib.data.transforms.real_transform`.
 
     Args:
         layout: the dataset's layout.

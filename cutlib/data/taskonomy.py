@@ -1,5 +1,5 @@
-"""Tiny-Taskonomy in the AdaShare layout (PAPER_NOTES §5.4): 5 tasks, seg (17 classes), sn,
-depth, keypoint (2-D) and edge (2-D texture edges).
+"""Tiny-Taskonomy in the AdaShare layout (docs/method/data.md#tiny-taskonomy-on-disk): 5 tasks, seg
+(17 classes), sn, depth, keypoint (2-D) and edge (2-D texture edges).
 
 On disk, under the dataset root (``data/taskonomy/`` by default)::
 
@@ -13,14 +13,15 @@ On disk, under the dataset root (``data/taskonomy/`` by default)::
     depth             PNG, 16-bit: 1/512 m per unit, ≥ 64500 = invalid
     keypoint, edge    PNG, 16-bit
 
-Decoding into the sample conventions of DESIGN §3 (options in brackets give the reference's):
+Decoding into the sample conventions of docs/architecture.md#data (options in brackets give the
+reference's):
 
-- seg: classes 0–16 from raw 1–17; raw 0 (unlabelled) is ignored (255). [``seg_unlabelled:
-  class0``: the reference merges it into class 0, PAPER_NOTES §6.3 item 7.] The cross-entropy
-  weighs class c by ``semseg_prior_factor.npy``'s c-th entry, in training and in the importance
-  scores, as the reference loss does (``seg_weights: prior``, the default; ``none`` weighs every
-  class alike). The reference loader also reads the file, for a per-pixel ``seg_mask`` that
-  neither its loss nor its evaluation uses; nothing here needs it.
+- seg: classes 0–16 from raw 1–17; raw 0 (unlabelled) is ignored (255). [``seg_unlabelled: class0``:
+  the reference merges it into class 0, docs/method/metrics.md#quirks-before-comparing-numbers item
+  7.] The cross-entropy weighs class c by ``semseg_prior_factor.npy``'s c-th entry, in training and
+  in the importance scores, as the reference loss does (``seg_weights: prior``, the default;
+  ``none`` weighs every class alike). The reference loader also reads the file, for a per-pixel
+  ``seg_mask`` that neither its loss nor its evaluation uses; nothing here needs it.
 - sn: unit normals ``rgb / 127.5 − 1`` renormalised; a horizontal flip negates x (as the
   reference does for Taskonomy).
 - depth: metres (raw / 512), 0 where raw ≥ 64500. [``depth: log``: the reference's
@@ -61,7 +62,8 @@ NATIVE_SIZE = (256, 256)
 CLASSES = 17
 IGNORE = 255
 INVALID_DEPTH = 64500
-#: Clipping range of the 16-bit keypoint and edge maps (as fractions of 2¹⁶), PAPER_NOTES §5.4.
+#: Clipping range of the 16-bit keypoint and edge maps (as fractions of 2¹⁶),
+#: docs/method/data.md#tiny-taskonomy-on-disk.
 MAP_CLIP = {"keypoint": 0.005, "edge": 0.08}
 OPTIONS = {
     "seg_unlabelled": ("ignore", "class0"),
@@ -73,8 +75,9 @@ OPTIONS = {
 CLASS_WEIGHTS_FILE = "semseg_prior_factor.npy"
 
 DOWNLOAD = (
-    "Get Tiny-Taskonomy by the instructions of the Taskonomy project (its data page, PAPER_NOTES "
-    "§5.1) with AdaShare's taskonomy.json index, and lay it out so that the index's paths are "
+    "Get Tiny-Taskonomy by the instructions of the Taskonomy project (its data page; "
+    "docs/method/data.md#datasets-and-tasks) with AdaShare's taskonomy.json index, and lay it out "
+    "so that the index's paths are "
     "relative to data/taskonomy/ (or pass that folder as --data-root); data/README.md has the "
     "steps, and `cutlib data check taskonomy` validates them."
 )

@@ -1,10 +1,11 @@
-"""Joint image/label augmentation with ``torchvision.transforms.v2`` (DESIGN §3).
+"""Joint image/label augmentation with ``torchvision.transforms.v2`` (docs/architecture.md#data).
 
 Every sample is a dict of tv_tensors: the image is an :class:`~torchvision.tv_tensors.Image`, dense
 labels are :class:`~torchvision.tv_tensors.Mask` (so geometric transforms use nearest interpolation
 and photometric ones leave them alone), and surface normals are :class:`SurfaceNormals`, a Mask
 whose x component changes sign under a horizontal flip, as geometry requires. (The reference NYUv2
-loader flips normal maps without mirroring them, PAPER_NOTES §6.3; Taskonomy's negates x, as here.)
+loader flips normal maps without mirroring them,
+docs/method/metrics.md#quirks-before-comparing-numbers; Taskonomy's negates x, as here.)
 
 Two choices of the real datasets' pipeline are profile settings (``data.normalize`` and
 ``data.pad``), because the reference code makes another choice than the usual one:
@@ -48,7 +49,8 @@ class IgnoreValueMask(tv_tensors.Mask):
     maps), so padding writes 255 rather than 0."""
 
 
-#: What padding writes into each kind of sample entry (PAPER_NOTES §5.5): black image pixels, the
+#: What padding writes into each kind of sample entry
+#: (docs/method/data.md#pre-processing-and-augmentation): black image pixels, the
 #: ignore value for classes, and the zero vector / zero depth that every loss treats as invalid.
 PAD_FILL = {tv_tensors.Image: 0, IgnoreValueMask: 255, SurfaceNormals: 0.0, tv_tensors.Mask: 0.0}
 
@@ -158,8 +160,8 @@ def real_transform(
     normalization: str = "imagenet",
     padding: str = "random",
 ) -> v2.Compose:
-    """The pipeline of the real datasets (PAPER_NOTES §5.5), then float conversion and
-    normalisation (:func:`normalize_steps`).
+    """The pipeline of the real datasets (docs/method/data.md#pre-processing-and-augmentation), then
+    float conversion and normalisation (:func:`normalize_steps`).
 
     Training: the random scale of :func:`random_scale` about the dataset's ``native`` size,
     horizontal flip with p = 0.5 (the x component of :class:`SurfaceNormals` negated; normals given

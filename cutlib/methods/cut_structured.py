@@ -1,6 +1,6 @@
 """Structured CUT and channel-magnitude pruning: channels physically removed, calibrated to a
 fraction of removed FLOPs. **An extension**: the CUT paper prunes single weights only
-(PAPER_NOTES §8.2).
+(docs/method/efficiency.md#what-gives-real-savings).
 
 Structured CUT follows CUT step for step (:mod:`cutlib.methods.cut`), one level up:
 

@@ -1,5 +1,6 @@
 """``disparse_dynamic``: DiSparse's dynamic sparse training (Sun et al., "DiSparse: Disentangled
-Sparsification for Multitask Model Compression", CVPR 2022; PAPER_NOTES §2.5).
+Sparsification for Multitask Model Compression", CVPR 2022;
+docs/method/disparse.md#dynamic-sparse-training).
 
 RigL's schedule with DiSparse's disentangled growth, on the compact network (backbone + selected
 heads) from its initialisation:

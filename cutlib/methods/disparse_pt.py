@@ -1,6 +1,7 @@
 """``disparse_pt``: DiSparse applied to a pre-trained model (Sun et al., CVPR 2022;
-PAPER_NOTES §2.4): per-task scores on the pre-trained weights, per-task global top-κ, the
-**union** arbiter on the backbone (each head keeps its own mask), then fine-tuning.
+docs/method/disparse.md#pruning-a-pre-trained-model): per-task scores on the pre-trained weights,
+per-task global top-κ, the **union** arbiter on the backbone (each head keeps its own mask), then
+fine-tuning.
 
 The score is a parameter (``criterion``), because the reference code uses two:
 

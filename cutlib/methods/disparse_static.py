@@ -1,6 +1,6 @@
 """``disparse_static``: DiSparse's static sparse training, i.e. pruning at initialisation with
 disentangled per-task scores and a unanimous arbiter (Sun et al., "DiSparse: Disentangled Sparsity
-for Multitask Model Compression", CVPR 2022; PAPER_NOTES §2.2–2.3).
+for Multitask Model Compression", CVPR 2022; docs/method/disparse.md).
 
 1. Copy the freshly initialised network and re-initialise every prunable weight of the copy with
    ``xavier_normal_`` (W̃); score each selected task t on the copy,
@@ -13,8 +13,8 @@ for Multitask Model Compression", CVPR 2022; PAPER_NOTES §2.2–2.3).
 
 Differences from the reference code: only the selected tasks are scored and deployed (DiSparse has
 no task selection); κ is calibrated to the requested sparsity of the deployed model by default
-(``keep_ratio=table`` uses DiSparse's table from the profile, PAPER_NOTES §2.6); the scoring
-batches are seeded.
+(``keep_ratio=table`` uses DiSparse's table from the profile,
+docs/method/disparse.md#keep-ratio-tables); the scoring batches are seeded.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ Keep the ⌊(1 − sparsity)·N⌋ prunable weights of the deployed model with t
 threshold across all layers, and fine-tune with the mask fixed.
 
 This is what the CUT code calls its "LTH" baseline (``prune.global_unstructured`` with
-``L1Unstructured``, PAPER_NOTES §3.1): no iterations and no rewinding. Differences from that code:
-the unselected heads are removed (the CUT code leaves them dense), so the sparsity is that of the
-deployed model; the real lottery-ticket procedure is :mod:`cutlib.pruning.lth`.
+``L1Unstructured``, docs/method/baselines.md#how-the-cut-code-configures-its-baselines): no
+iterations and no rewinding. Differences from that code: the unselected heads are removed (the CUT
+code leaves them dense), so the sparsity is that of the deployed model; the real lottery-ticket
+procedure is :mod:`cutlib.pruning.lth`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``rigl``: RigL, dynamic sparse training on the joint loss (Evci et al., "Rigging the Lottery:
-Making All Tickets Winners", ICML 2020; PAPER_NOTES §3.2).
+Making All Tickets Winners", ICML 2020; docs/method/baselines.md#the-baseline-methods).
 
 The compact network (backbone + selected heads) starts from its initialisation W₀ with random
 masks at Erdős–Rényi-Kernel layer densities (power 1),

@@ -9,12 +9,13 @@ weight of the deployed model gets the score
 of the *joint* λ-weighted loss of the selected tasks, over the scoring batches; one global top-k
 keeps ⌊(1 − sparsity)·N⌋ and the masked network is trained from scratch.
 
-As in the CUT code's ``SNIP_prune`` (PAPER_NOTES §3.1): the joint loss, the network's default
-initialisation (not Xavier), one ranking across backbone and heads. Differences: only the
+As in the CUT code's ``SNIP_prune``
+(docs/method/baselines.md#how-the-cut-code-configures-its-baselines): the joint loss, the network's
+default initialisation (not Xavier), one ranking across backbone and heads. Differences: only the
 selected tasks' heads exist and enter the loss; the CUT code normalises the scores by their sum
 (which does not change the ranking) and defines its keep ratio for 70 % only. The training budget
-follows the protocol: ``paper`` gives the short fine-tuning schedule as the CUT code does,
-``fair`` the pre-training plus fine-tuning iterations (:mod:`cutlib.context`).
+follows the protocol: ``paper`` gives the short fine-tuning schedule as the CUT code does, ``fair``
+the pre-training plus fine-tuning iterations (:mod:`cutlib.context`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Channel groups of :class:`~cutlib.models.SceneNet` and their exact removal (structured pruning,
-PAPER_NOTES §8.2).
+docs/method/efficiency.md#what-gives-real-savings).
 
 Removing an output channel of a conv also removes the BatchNorm entries over it and the input
 slice of every conv that reads it. Residual additions tie channels together: every block of a

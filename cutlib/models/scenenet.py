@@ -1,4 +1,5 @@
-"""SceneNet: the DeepLab-style multi-task network of CUT, DiSparse and AdaShare (PAPER_NOTES §4).
+"""SceneNet: the DeepLab-style multi-task network of CUT, DiSparse and AdaShare
+(docs/method/model.md).
 
 A dilated ResNet backbone (BasicBlocks, output stride 8) shared by all tasks, plus one DeepLab-v2
 ASPP head per task: four parallel branches (3×3 dilated conv → 1×1 → 1×1 to the task's channels)
@@ -38,7 +39,7 @@ class BasicBlock(nn.Module):
     """ResNet BasicBlock with dilation; the shortcut is a 1×1 conv + BN when shapes change.
 
     ``out = ReLU(shortcut(x) + BN(conv(ReLU(BN(conv(x))))))``, padding = dilation so the spatial
-    size only changes by the stride (PAPER_NOTES §4.1).
+    size only changes by the stride (docs/method/model.md#backbone).
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, dilation: int, shortcut: bool) -> None:
@@ -63,7 +64,7 @@ class BasicBlock(nn.Module):
 
 class DilatedResNet(nn.Module):
     """Output-stride-8 ResNet: stem (7×7/2 conv, 3×3/2 ceil-mode max-pool) and four stages with
-    strides (1, 2, 1, 1) and dilations (1, 1, 2, 4) (PAPER_NOTES §4.1).
+    strides (1, 2, 1, 1) and dilations (1, 1, 2, 4) (docs/method/model.md#backbone).
 
     A stage's first block gets a 1×1 shortcut when its stride ≠ 1, its width changes or it is
     dilated, exactly the reference rule (ResNet-34: stages 2, 3 and 4).
@@ -92,7 +93,8 @@ class DilatedResNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Reference initialisation (PAPER_NOTES §4.1): convs N(0, 0.01), BN weight 1, bias 0.
+        # Reference initialisation (docs/method/model.md#backbone): convs N(0, 0.01), BN weight 1,
+        # bias 0.
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, 0.0, 0.01)
@@ -105,7 +107,8 @@ class DilatedResNet(nn.Module):
 
 
 class ASPPHead(nn.Module):
-    """DeepLab-v2 ASPP task head: four summed branches, one per dilation rate (PAPER_NOTES §4.2).
+    """DeepLab-v2 ASPP task head: four summed branches, one per dilation rate
+    (docs/method/model.md#task-heads).
 
     Each branch: 3×3 conv (dilation = padding = rate, bias) → ReLU → Dropout → 1×1 conv → ReLU →
     Dropout → 1×1 conv to ``out_channels``. No BatchNorm, no upsampling.

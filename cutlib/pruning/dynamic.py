@@ -3,7 +3,8 @@ layer budgets, random initial masks, a cosine drop schedule, and a mask updater 
 smallest active weights and grows as many inactive ones with the largest gradient.
 
 References: Evci et al., "Rigging the Lottery: Making All Tickets Winners", ICML 2020 (RigL, ERK);
-Sun et al., "DiSparse", CVPR 2022, its dynamic variant (PAPER_NOTES §2.5, §3.2).
+Sun et al., "DiSparse", CVPR 2022, its dynamic variant
+(docs/method/disparse.md#dynamic-sparse-training, docs/method/baselines.md#the-baseline-methods).
 
 Every update keeps each layer's number of non-zeros exactly constant: ``n = ⌊f(t) · active⌋``
 weights are dropped and ``n`` grown, so the sparsity of the deployed model never moves from the
@@ -182,7 +183,8 @@ class JointGradient:
 
 
 class UnionOfTaskGradients:
-    """DiSparse's disentangled growth with its union arbiter (Sun et al. 2022, PAPER_NOTES §2.5).
+    """DiSparse's disentangled growth with its union arbiter (Sun et al. 2022,
+    docs/method/disparse.md#dynamic-sparse-training).
 
     Each task t proposes the ``n`` candidates with the largest |∂L_t/∂w| of its own unweighted loss
     over its sub-model (backbone + head t); a head grows its own task's proposal, the backbone the

@@ -57,8 +57,9 @@ def flop_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int
     """FLOPs of one forward pass per leaf module, keyed by its name in ``model.named_modules()``.
 
     Unit: FLOP, **2 per multiply-accumulate** (:class:`~torch.utils.flop_counter.FlopCounterMode`'s
-    convention, PAPER_NOTES §8.3): a conv costs 2·N·C_out·H_out·W_out·(C_in/g)·k_h·k_w; biases,
-    BN, activations, adds and pooling count 0. Shape-based: masked zeros do not reduce it.
+    convention, docs/method/efficiency.md#flop-conventions): a conv costs
+    2·N·C_out·H_out·W_out·(C_in/g)·k_h·k_w; biases, BN, activations, adds and pooling count 0.
+    Shape-based: masked zeros do not reduce it.
 
     Every ``Conv2d`` / ``Linear`` gets an entry (0 if it did not run), other leaves only when they
     count FLOPs; FLOPs of ops outside every leaf module go under the key ``""`` (the root's
@@ -89,7 +90,7 @@ def flop_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int
 
 def total_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass of ``model`` (2 per multiply-accumulate, shape-based; see
-    :func:`flop_counts`, PAPER_NOTES §8.3)."""
+    :func:`flop_counts`, docs/method/efficiency.md#flop-conventions)."""
     return sum(flop_counts(model, input_shape).values())
 
 
@@ -99,8 +100,9 @@ def sparse_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
     Σ over ``Conv2d`` / ``Linear`` of (its :func:`flop_counts` entry × the fraction of non-zero
     entries of its effective weight), i.e. 2·Σ nnz(W_ℓ)·H_out·W_out·N; other FLOPs count in full.
-    **Not realised by dense kernels** (PAPER_NOTES §8.1, §8.3): a masked model runs the dense
-    count; only a sparse kernel could approach this one.
+    **Not realised by dense kernels** (docs/method/efficiency.md#what-unstructured-masks-buy,
+    docs/method/efficiency.md#flop-conventions): a masked model runs the dense count; only a sparse
+    kernel could approach this one.
     """
     return sparse_from_counts(model, flop_counts(model, input_shape))
 

@@ -1,5 +1,5 @@
-"""Fusing per-task masks of the shared parameters (PAPER_NOTES §1.7, CUT's "Param Retain Decision
-Function").
+"""Fusing per-task masks of the shared parameters
+(docs/method/cut.md#fusing-the-backbone-masks-by-vote, CUT's "Param Retain Decision Function").
 
 Each selected task votes for the shared (backbone) weights its own mask keeps; a weight survives
 when its vote count reaches a threshold that depends on the rule:
@@ -9,9 +9,10 @@ when its vote count reaches a threshold that depends on the rule:
 - ``intersection``: every task keeps it;
 - ``majority``: more than half of the tasks keep it (what the CUT code's comment describes).
 
-With a single selected task every rule keeps that task's own mask. The authors' literal threshold
-of 2 would then prune the whole backbone (PAPER_NOTES §7.1 item 1); clipping the threshold to the
-number of voters is the deliberate deviation. For two tasks the authors' vote is an intersection.
+With a single selected task every rule keeps that task's own mask. The authors' literal threshold of
+2 would then prune the whole backbone (docs/method/reference-code.md#the-cut-code item 1); clipping
+the threshold to the number of voters is the deliberate deviation. For two tasks the authors' vote
+is an intersection.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def fuse_masks(
         rule: ``vote``, ``union``, ``intersection`` or ``majority`` (see the module docstring).
         min_votes: the ``vote`` rule's threshold (the authors' code: 2).
 
-    The input masks are not modified (the authors' code tallies in place, PAPER_NOTES §7.1).
+    The input masks are not modified (the authors' code tallies in place,
+    docs/method/reference-code.md#the-cut-code).
 
     Example:
         >>> a = {"w": torch.tensor([True, True, False])}

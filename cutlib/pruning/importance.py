@@ -1,5 +1,5 @@
 """Per-task importance of every prunable weight on the frozen pre-trained weights (CUT step 3,
-PAPER_NOTES §1.5).
+docs/method/cut.md#per-task-importance).
 
 For task t and every weight j of its sub-model Θ_t = backbone ∪ head_t, the ``taylor`` score is
 
@@ -12,9 +12,10 @@ batch costs one forward pass (shared by all tasks) and one backward pass per tas
 never changed.
 
 Scoring mode (``bn_mode``): the authors score a copy of the model in *train* mode, so BatchNorm
-normalises with batch statistics and head dropout is active (PAPER_NOTES §1.5). That is the
-default here; ``"eval"`` uses the running statistics and no dropout. Either way the model passed
-in is left untouched (a copy is scored, so its BatchNorm statistics do not move).
+normalises with batch statistics and head dropout is active
+(docs/method/cut.md#per-task-importance). That is the default here; ``"eval"`` uses the running
+statistics and no dropout. Either way the model passed in is left untouched (a copy is scored, so
+its BatchNorm statistics do not move).
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ def scoring_batches(
     """``count`` batches of ``batch_size`` samples from ``data`` (the augmented training split), in
     a seeded shuffled order, cycling through the split if it is short.
 
-    The authors draw 50 batches from a shuffled training loader without a seed (PAPER_NOTES §1.5);
-    seeding the order (and the augmentation, which draws from the global generator) makes the
-    scores reproducible. Every user of scores (the ``cut`` method, the notebooks) draws them here.
+    The authors draw 50 batches from a shuffled training loader without a seed
+    (docs/method/cut.md#per-task-importance); seeding the order (and the augmentation, which draws
+    from the global generator) makes the scores reproducible. Every user of scores (the ``cut``
+    method, the notebooks) draws them here.
 
     Raises:
         ValueError: if ``data`` is empty, or ``count`` < 1 (a split smaller than one batch gives
@@ -106,9 +108,10 @@ def task_importance(
             ``DataLoader`` over the augmented training split; used by the gradient criteria.
         tasks: the tasks to score (names or specs), each with a head in ``model``.
         criterion: ``taylor`` (Σ_b |w ⊙ ∂L_t/∂w|, CUT), ``w2grad`` (w² ⊙ Σ_b |∂L_t/∂w|,
-            DiSparse's pre-trained variant on Taskonomy, PAPER_NOTES §2.4), ``gradient``
-            (Σ_b |∂L_t/∂w|, the growth criterion of RigL and DiSparse's dynamic variant),
-            ``magnitude`` (|w|) or ``random`` (uniform noise, seeded by ``seed``).
+            DiSparse's pre-trained variant on Taskonomy,
+            docs/method/disparse.md#pruning-a-pre-trained-model), ``gradient`` (Σ_b |∂L_t/∂w|, the
+            growth criterion of RigL and DiSparse's dynamic variant), ``magnitude`` (|w|) or
+            ``random`` (uniform noise, seeded by ``seed``).
         bn_mode: ``train`` (the authors') or ``eval`` BatchNorm/dropout behaviour while scoring.
         align: how predictions meet labels in the loss (see :mod:`cutlib.losses`).
         seed: seeds dropout while scoring and the ``random`` criterion.
@@ -149,7 +152,8 @@ def joint_importance(
 ) -> dict[str, Tensor]:
     """Importance of every prunable weight of the model (backbone and the heads of ``tasks``) for
     the *joint* λ-weighted loss Σ_t λ_t L_t: with ``taylor`` this is SNIP's connection sensitivity
-    (Lee et al., ICLR 2019) as the CUT code's SNIP baseline computes it (PAPER_NOTES §3.1).
+    (Lee et al., ICLR 2019) as the CUT code's SNIP baseline computes it
+    (docs/method/baselines.md#how-the-cut-code-configures-its-baselines).
 
     Arguments as for :func:`task_importance`. Returns parameter name → score on the CPU.
     """

@@ -1,4 +1,5 @@
-"""Prunable weights, their owners, and sparsity accounting (DESIGN §5).
+"""Prunable weights, their owners, and sparsity accounting
+(docs/architecture.md#pruning-conventions).
 
 Prunable weights are the ``weight`` of every ``nn.Conv2d`` and ``nn.Linear`` (stem, downsample and
 head convs included), never biases or normalisation parameters. Each belongs to the shared
@@ -19,6 +20,7 @@ the backbone plus the heads the model still has.
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -129,7 +131,8 @@ def fold_masks(model: nn.Module) -> nn.Module:
 
 def deployed(model: nn.Module) -> nn.Module:
     """The model as it would ship: ``model`` itself when no pruning mask is installed, else a copy
-    with the masks folded into plain weights (PAPER_NOTES §8.1). ``model`` is never changed.
+    with the masks folded into plain weights
+    (docs/method/efficiency.md#what-unstructured-masks-buy). ``model`` is never changed.
 
     The prune re-parametrisation recomputes ``weight_orig * weight_mask`` before every forward
     pass, which costs time and memory a deployed model does not pay.
@@ -154,6 +157,39 @@ def density(masks: Masks) -> float:
     return sum(int(m.sum()) for m in masks.values()) / total if total else 1.0
 
 
+def scope_sparsity(masks: Masks, shared: Collection[str]) -> dict[str, float]:
+    """Sparsity (1 − :func:`density`) of the deployed model's ``masks``, of their ``shared``
+    (backbone) weights and of the others (the heads).
+
+    Example:
+        >>> masks = {"b": torch.tensor([True, False, False, False]), "h": torch.ones(2) > 0}
+        >>> scope_sparsity(masks, {"b"})
+        {'deployed sparsity': 0.5, 'backbone sparsity': 0.75, 'heads sparsity': 0.0}
+    """
+    backbone = {n: m for n, m in masks.items() if n in shared}
+    heads = {n: m for n, m in masks.items() if n not in shared}
+    return {
+        "deployed sparsity": 1 - density(masks),
+        "backbone sparsity": 1 - density(backbone),
+        "heads sparsity": 1 - density(heads),
+    }
+
+
+def weights_by_owner(model: SceneNet) -> dict[str, int]:
+    """The number of prunable weights of each owner of ``model``: the backbone, then each head.
+
+    Example:
+        >>> from cutlib.tasks import TaskSpec
+        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1,))
+        >>> weights_by_owner(net)["depth"]  # one ASPP branch: 3×3 64→8, 1×1 8→8, 1×1 8→1
+        4680
+    """
+    counts: dict[str, int] = {}
+    for w in prunable_weights(model):
+        counts[w.owner] = counts.get(w.owner, 0) + w.weight.numel()
+    return counts
+
+
 def _zero_fraction(weights: list[Tensor]) -> float:
     total = sum(w.numel() for w in weights)
     zeros = sum(int((w == 0).sum()) for w in weights)
@@ -164,7 +200,8 @@ def _zero_fraction(weights: list[Tensor]) -> float:
 def sparsity_report(model: SceneNet) -> dict[str, object]:
     """Achieved sparsity of the deployed model: overall, backbone, and per head (fractions).
 
-    The keys match ``metrics.json["sparsity"]`` (DESIGN §6) minus the requested ``target``.
+    The keys match ``metrics.json["sparsity"]`` (docs/architecture.md#runs-and-the-run-store) minus
+    the requested ``target``.
     """
     weights = prunable_weights(model)
     by_owner: dict[str, list[Tensor]] = {}

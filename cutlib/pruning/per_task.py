@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FusionRule, fuse_masks
+from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FUSION_RULES, FusionRule, fuse_masks
 from cutlib.pruning.importance import TaskScores
 from cutlib.pruning.masks import Masks
 from cutlib.pruning.thresholds import Ranking, calibrate, weight_sparsity
 
 
 def table_keep_ratio(sparsity: float, table: Mapping[float, float] | None) -> float:
-    """The authors' κ for a nominal sparsity (PAPER_NOTES §1.9): the table entry when there is
-    one, else ``1 − sparsity`` (their fallback).
+    """The authors' κ for a nominal sparsity (docs/method/cut.md#keep-ratio-tables): the table entry
+    when there is one, else ``1 − sparsity`` (their fallback).
 
     Example:
         >>> table_keep_ratio(0.9, {0.9: 0.08, 0.7: 0.257}), table_keep_ratio(0.8, {0.9: 0.08})
@@ -119,3 +119,24 @@ def plan_cut(
         kappa = table_keep_ratio(sparsity, table) if keep_ratio == "table" else float(keep_ratio)
         masks = masker(kappa)
     return CutPlan(masks, kappa, measure(masks))
+
+
+def plan_rules(
+    scores: TaskScores,
+    selected: Sequence[str],
+    shared: Collection[str],
+    sparsity: float,
+    rules: Sequence[FusionRule] = FUSION_RULES,
+) -> dict[str, CutPlan]:
+    """CUT's plan for ``selected`` under each fusion rule of ``rules``, each with its own κ
+    calibrated to the deployed ``sparsity``: how the rules compare at the same model size.
+
+    Example:
+        >>> import torch
+        >>> s = {"a": {"b": torch.tensor([3.0, 2, 1, 0]), "ha": torch.tensor([1.5, 0])},
+        ...      "c": {"b": torch.tensor([0.0, 2, 1, 3]), "hc": torch.tensor([1.5, 0])}}
+        >>> plans = plan_rules(s, ["a", "c"], {"b"}, 0.5, ["union", "intersection"])
+        >>> [(plan.masks["b"].tolist(), plan.sparsity) for plan in plans.values()]
+        [([True, True, False, True], 0.375), ([False, True, True, False], 0.5)]
+    """
+    return {rule: plan_cut(CutMasker(scores, selected, shared, rule), sparsity) for rule in rules}

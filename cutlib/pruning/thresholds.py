@@ -1,9 +1,11 @@
-"""Scores → thresholds → masks: the machinery every pruning method shares (DESIGN §5).
+"""Scores → thresholds → masks: the machinery every pruning method shares
+(docs/architecture.md#pruning-conventions).
 
 A method produces *scores* (``dict[param_name, Tensor]``, higher = more important). A
 :class:`Ranking` orders all entries of a set of scores once, globally across layers, and then turns
 any keep fraction into a mask in one vectorised comparison: the top ``⌊κ·N⌋`` entries are kept, one
-threshold across every layer of the set, as in CUT's per-task top-k (PAPER_NOTES §1.6).
+threshold across every layer of the set, as in CUT's per-task top-k
+(docs/method/cut.md#normalisation-and-per-task-top-k).
 
 Ties at the threshold. The authors keep every entry whose normalised score is ≥ the k-th largest,
 so tied scores can push the kept count above k (mostly weights whose score is exactly 0). Here
