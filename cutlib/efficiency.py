@@ -571,23 +571,24 @@ def _slug(name: str) -> str:
 
 #: The reference variant of notebook 08's table: the dense pre-trained model with all its heads.
 DENSE_ALL_HEADS = "dense, all heads"
-#: How notebook 08 names the variants of each method (:func:`variant_label`).
-_METHOD_LABELS = {"cut_structured": "structured CUT", "channel_magnitude": "channel magnitude"}
-STRUCTURED_CUT = _METHOD_LABELS["cut_structured"]
+#: What :func:`variant_label` appends to a variant whose sparsity counts zero weights.
 UNSTRUCTURED = "(unstructured)"
 
 
-def variant_label(method: str, sparsity: float) -> str:
-    """Notebook 08's name of a run: CUT's unstructured sparsity, or the fraction of FLOPs a
-    structured method removes.
+def variant_label(name: str, method: str, sparsity: float) -> str:
+    """Notebook 08's name of a run of ``method`` shown as ``name``: with its sparsity when that
+    counts pruned weights (unstructured), with the fraction of FLOPs it removes when it counts
+    FLOPs (:attr:`Method.sparsity <cutlib.methods.registry.Method>`).
 
     Example:
-        >>> variant_label("cut", 0.9), variant_label("cut_structured", 0.5)
-        ('CUT 90% (unstructured)', 'structured CUT −50% FLOPs')
+        >>> variant_label("CUT", "cut", 0.9), variant_label("CUT", "cut_structured", 0.5)
+        ('CUT 90% (unstructured)', 'CUT −50% FLOPs')
     """
-    if method == "cut":
-        return f"CUT {sparsity:.0%} {UNSTRUCTURED}"
-    return f"{_METHOD_LABELS[method]} −{sparsity:.0%} FLOPs"
+    from cutlib.methods import get_method  # local: measuring needs no method
+
+    if get_method(method).sparsity == "flops":
+        return f"{name} −{sparsity:.0%} FLOPs"
+    return f"{name} {sparsity:.0%} {UNSTRUCTURED}"
 
 
 def speedup_column(runtime: Runtime) -> str:
@@ -678,20 +679,22 @@ def edge_checks(
     runtimes: Sequence[Runtime],
     sparsest: str,
     same_heads: str,
+    structured: str,
 ) -> pd.DataFrame:
     """What is real and what is only theoretical, checked on notebook 08's measurements: one row
     per check with what was ``measured`` and whether it ``holds``.
 
     - the sparse fp16 export of the unstructured variant ``sparsest`` is at most 1/8 of the dense
       ``state_dict`` with the same heads (``exports``: rows of :func:`export_summary`);
-    - the structured CUT variant fastest under ``runtimes[0]`` is at least 2× faster than
-      :data:`DENSE_ALL_HEADS` under each runtime (batch 1, 1 thread; ``table``: :func:`edge_table`);
-    - the unstructured CUT variants are no faster than the dense model ``same_heads`` (a variant
-      of ``table`` with the same heads) under ``runtimes[0]``: a measurement, not a verdict.
+    - of the variants named ``structured …`` (:func:`variant_label`), the one fastest under
+      ``runtimes[0]`` is at least 2× faster than :data:`DENSE_ALL_HEADS` under each runtime
+      (batch 1, 1 thread; ``table``: :func:`edge_table`);
+    - the unstructured variants are no faster than the dense model ``same_heads`` (a variant of
+      ``table`` with the same heads) under ``runtimes[0]``: a measurement, not a verdict.
     """
     main = runtimes[0]
-    structured = table[table["variant"].str.startswith(STRUCTURED_CUT)]
-    best = structured.sort_values(speedup_column(main), ascending=False).iloc[0]
+    structured_rows = table[table["variant"].str.startswith(f"{structured} ")]
+    best = structured_rows.sort_values(speedup_column(main), ascending=False).iloc[0]
     fp16 = exports.loc[exports["export"] == "sparse, fp16 values"].iloc[0]
     ratio = fp16["÷ dense state_dict (same heads)"]
     checks = [
