@@ -3,11 +3,12 @@ checkout's ``results/``; generated datasets share the project's cache (they are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from cutlib.experiments import resolve
 from cutlib.models import SceneNet
@@ -60,3 +61,41 @@ def tiny_net(three_tasks: tuple[TaskSpec, ...]) -> SceneNet:
     """A tiny SceneNet, seeded."""
     torch.manual_seed(0)
     return SceneNet(three_tasks, "resnet18", width=0.125, head_channels=8, aspp_rates=(1, 2, 3, 4))
+
+
+def conv_flops_by_hand(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """FLOPs of every ``Conv2d`` of ``model`` (by module name) from first principles,
+    2·N·C_out·H_out·W_out·(C_in/g)·k_h·k_w: the kernel from the weight's shape, the output size
+    read by forward hooks on a zero input in eval mode (nothing else of the pass is used)."""
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())  # SceneNet has none
+    outputs: dict[str, torch.Size] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+            assert name not in outputs  # every conv runs once
+            outputs[name] = output.shape
+
+        return hook
+
+    hooks = [conv.register_forward_hook(record(name)) for name, conv in convs.items()]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(input_shape))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    flops = {}
+    for name, conv in convs.items():
+        n, c_out, h_out, w_out = outputs[name]
+        _, c_in_per_group, k_h, k_w = conv.weight.shape
+        flops[name] = 2 * n * c_out * h_out * w_out * c_in_per_group * k_h * k_w
+    return flops
+
+
+@pytest.fixture
+def hand_flops() -> Callable[[nn.Module, tuple[int, ...]], dict[str, int]]:
+    """:func:`conv_flops_by_hand`, the independent oracle of the FLOP counter's tests."""
+    return conv_flops_by_hand

@@ -4,11 +4,20 @@ CUT's ``scoring_batches`` option."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from cutlib.ablations import FAMILIES, ablation_cells, ablation_row, fusion_mask_groups, variants
-from cutlib.experiments import RunConfig, run
+import cutlib.ablations
+from cutlib.ablations import (
+    FAMILIES,
+    ablation_cells,
+    ablation_row,
+    ablation_table,
+    fusion_mask_groups,
+    variants,
+)
+from cutlib.experiments import RunConfig, RunRecord, run
 from cutlib.methods.cut import CutOptions
 from cutlib.profiles.schema import AblationSettings
 
@@ -71,3 +80,35 @@ def test_ablation_row_reads_before_and_after_fine_tuning() -> None:
     assert set(row) >= {"Δ_MTL before fine-tuning % ↑", "seg mIoU ↑", "depth abs_err ↓", "κ"}
     default = run(RunConfig("synth-nyuv2", "cut", ("seg", "depth"), 0.9, "smoke"), progress=False)
     assert default.metrics["details"]["keep_ratio"] != record["details"]["keep_ratio"]
+
+
+def test_ablation_table_reads_each_variants_run_or_the_one_with_the_same_masks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = [v for v in variants(SECTION, 4) if v.family == "fusion rule"][:3]
+    assert [v.label for v in chosen] == ["vote ≥ 2 (authors)", "vote ≥ 1", "vote ≥ 3"]
+    read = []
+
+    def fake_run(config: RunConfig, progress: bool) -> RunRecord:
+        read.append(config.options)
+        delta = -float(dict(config.options).get("min_votes", 2))  # Δ_MTL tells the runs apart
+        metrics = {"seg": {"mIoU": 0.5}, "sn": {"angle_mean": 30.0}, "depth": {"abs_err": 0.4}}
+        record = {
+            "dataset": config.dataset,
+            "tasks": list(config.tasks),
+            "sparsity": {"achieved": 0.9},
+            "delta_mtl": delta,
+            "metrics": metrics,
+            "reference": {"dense": metrics},
+            "details": {"keep_ratio": 0.1, "metrics_before_finetune": metrics},
+        }
+        return RunRecord(tmp_path, record)
+
+    monkeypatch.setattr(cutlib.ablations, "run", fake_run)
+    same = {"vote ≥ 3": "vote ≥ 1"}  # pretend vote ≥ 3 gave the masks of vote ≥ 1
+    table = ablation_table(chosen, same, "synth-nyuv2", 0.9, "smoke", 0)
+    assert read == [(), (("min_votes", 1),), (("min_votes", 1),)]
+    assert list(table["variant"]) == ["vote ≥ 2 (authors)", "vote ≥ 1", "vote ≥ 3"]
+    assert list(table["same masks as"]) == ["", "", "vote ≥ 1"]
+    assert list(table["Δ_MTL % ↑"]) == [-2.0, -1.0, -1.0]
+    assert list(table["Δ_MTL before fine-tuning % ↑"]) == [0.0, 0.0, 0.0]

@@ -6,13 +6,16 @@ training protocols give the budgets they promise."""
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+import cutlib.experiments as experiments
 import cutlib.methods.context as context
 from cutlib.checkpoint import load_model
 from cutlib.experiments import RunConfig, RunRecord, pretrained_run, resolve, run
@@ -32,6 +35,9 @@ PRUNING = [name for name, m in METHODS.items() if m.trains and m.sparsity == "we
 #: The methods that train in rounds or from scratch, where the protocol changes the budget.
 PROTOCOL_BOUND = [name for name, m in METHODS.items() if not m.protocol_free]
 TASKS = ("seg", "depth")
+#: The sparsity a method reaches is within this of its target: the global top-k methods are exact
+#: to one weight, the calibrated ones within calibrate's tolerance (0.02 points).
+CALIBRATION_TOLERANCE = 2e-4
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +79,7 @@ def test_each_method_hits_the_sparsity_of_the_deployed_model(
     record = _smoke(method)
     model = load_model(record.directory / "model.pt")
     assert model.task_names == TASKS and "sn" not in model.heads
-    assert abs(_zero_fraction(model) - 0.9) <= 0.001
+    assert abs(_zero_fraction(model) - 0.9) <= CALIBRATION_TOLERANCE
     assert record.metrics["sparsity"]["achieved"] == pytest.approx(_zero_fraction(model))
     assert record.metrics["protocol"] == "fair"
     assert record.metrics["params"]["total"] < record.metrics["params"]["dense_total"]
@@ -156,25 +162,165 @@ def test_magnitude_keeps_exactly_the_largest_pretrained_weights(no_training: lis
     assert magnitudes[kept].min() >= magnitudes[~kept].max()
 
 
-def test_lth_rewinds_the_survivors_to_the_early_weights(no_training: list) -> None:
+@pytest.fixture
+def scripted_training(
+    fresh_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """Replace training by a script: record the prunable weights each round is handed, then
+    "train" by overwriting every prunable weight (under its mask) with seeded Gaussian values,
+    recorded too, so the next round's pruning has known weights to rank."""
+    handed: list[dict[str, torch.Tensor]] = []
+    trained: list[dict[str, torch.Tensor]] = []
+
+    def fake_train(model: SceneNet, *args: object, **kwargs: object) -> TrainResult:
+        handed.append({n: w.clone() for n, w in _weights(model).items()})
+        generator = torch.Generator().manual_seed(len(handed))
+        values = {}
+        with torch.no_grad():
+            for w in prunable_weights(model):
+                values[w.name] = torch.randn(w.weight.shape, generator=generator)
+                masked = hasattr(w.module, "weight_orig")
+                (w.module.weight_orig if masked else w.module.weight).copy_(values[w.name])
+        trained.append(values)
+        return TrainResult()
+
+    monkeypatch.setattr(context, "train", fake_train)
+    return handed, trained
+
+
+def _top_among(
+    values: dict[str, torch.Tensor], alive: dict[str, torch.Tensor], k: int
+) -> dict[str, torch.Tensor]:
+    """The k entries of largest |value| among the ``alive`` ones, across all tensors (a plain
+    sort; the premise that no tie straddles the threshold is checked)."""
+    names = list(values)
+    flat = torch.cat([values[n].abs().reshape(-1) for n in names])
+    live = torch.cat([alive[n].reshape(-1) for n in names])
+    ranked = torch.where(live, flat, -1.0)
+    ordered = torch.sort(ranked, descending=True).values
+    assert 0 < k <= int(live.sum()) and ordered[k - 1] > ordered[k]
+    keep = ranked >= ordered[k - 1]
+    parts = torch.split(keep, [values[n].numel() for n in names])
+    return {n: p.reshape(values[n].shape) for n, p in zip(names, parts, strict=True)}
+
+
+def _check_iterative_rounds(
+    method: str, handed: list, trained: list, rewind: dict[str, torch.Tensor] | None
+) -> dict[str, torch.Tensor]:
+    """Round r = 1…R keeps the top ⌊(1 − s)^{r/R}·N⌋ of the previous survivors by the magnitude
+    of the weights as the previous round left them (the pre-trained ones at r = 1); the round
+    starts from those weights (IMP) or from the rewind weights (LTH), masked. Returns the
+    weights the last round's training left."""
+    rounds = load_profile("smoke", "synth-nyuv2").baselines.rounds
+    current = _weights(_pretrained_compact())
+    total = sum(w.numel() for w in current.values())
+    alive = {n: torch.ones_like(w, dtype=torch.bool) for n, w in current.items()}
+    assert rounds >= 2 and len(handed) == rounds
+    for r in range(1, rounds + 1):
+        k = math.floor((1 - 0.9) ** (r / rounds) * total)
+        expected = _top_among(current, alive, k)
+        assert all(not (expected[n] & ~alive[n]).any() for n in alive)  # nested
+        start = rewind if rewind is not None else current
+        got = handed[r - 1]
+        assert sum(int((w != 0).sum()) for w in got.values()) == k, (method, r)
+        for name, mask in expected.items():
+            assert torch.equal(got[name] != 0, mask), (method, r, name)
+            assert torch.equal(got[name], start[name] * mask), (method, r, name)
+        alive = expected
+        current = {n: trained[r - 1][n] * expected[n] for n in expected}
+    return current
+
+
+def test_imp_prunes_each_round_to_its_budget_among_the_trained_survivors(
+    scripted_training: tuple[list, list],
+) -> None:
+    handed, trained = scripted_training
+    record = _smoke("imp")
+    final = _check_iterative_rounds("imp", handed, trained, rewind=None)
+    saved = _weights(load_model(record.directory / "model.pt"))
+    assert all(torch.equal(saved[n], final[n]) for n in final)
+
+
+def test_lth_prunes_the_trained_weights_then_rewinds_the_survivors(
+    scripted_training: tuple[list, list],
+) -> None:
+    """Each round ranks the weights its predecessor trained, then restarts the survivors from
+    the early weights W_k (``rewind.pt``), not from the trained or pre-trained ones."""
+    handed, trained = scripted_training
     directory = pretrained_run(RunConfig("synth-nyuv2", profile="smoke"), progress=False)
     early = _weights(load_model(directory / "rewind.pt").keep_tasks(TASKS))
-    rounds = load_profile("smoke", "synth-nyuv2").baselines.rounds
+    assert not all(torch.equal(early[n], w) for n, w in _weights(_pretrained_compact()).items())
     _smoke("lth")
-    assert len(no_training) == rounds
-    for handed in no_training:  # each round starts from W_k ⊙ mask
-        for name, weight in handed.items():
-            assert torch.equal(weight, early[name] * (weight != 0))
-    survivors = [sum(int((w != 0).sum()) for w in r.values()) for r in no_training]
-    assert survivors == sorted(survivors, reverse=True) and survivors[0] > survivors[-1]
+    _check_iterative_rounds("lth", handed, trained, rewind=early)
 
 
-def test_imp_prunes_a_nested_sequence_of_masks(no_training: list) -> None:
-    _smoke("imp")
-    kept = [{n: w != 0 for n, w in r.items()} for r in no_training]
-    assert len(kept) >= 2
-    for earlier, later in zip(kept, kept[1:], strict=False):
-        assert all((later[n] & ~earlier[n]).sum() == 0 for n in later)
+def _initial_compact(profile: Profile) -> SceneNet:
+    """W₀ of the deployed model, rebuilt: the seed, then the network with every head."""
+    torch.manual_seed(0)
+    return SceneNet(_specs(profile), **profile.model.kwargs()).keep_tasks(TASKS)
+
+
+def test_random_pruning_keeps_a_uniform_fraction_of_the_initial_weights(
+    no_training: list,
+) -> None:
+    """Exactly ⌊(1 − s)·N⌋ weights survive, spread over the layers as uniform draws would be
+    (every large layer keeps 10 % up to sampling noise, which magnitude ranking would not), and
+    the network that trains is W₀ itself, masked."""
+    record = _smoke("random")
+    initial = _weights(_initial_compact(load_profile("smoke", "synth-nyuv2")))
+    (handed,) = no_training
+    total = sum(w.numel() for w in initial.values())
+    assert sum(int((w != 0).sum()) for w in handed.values()) == math.floor((1 - 0.9) * total)
+    for name, weight in handed.items():
+        assert torch.equal(weight, initial[name] * (weight != 0)), name
+        n = weight.numel()
+        if n >= 1000:  # hypergeometric draw: within 5 standard deviations of 10 %
+            spread = 5 * math.sqrt(n * 0.1 * 0.9 * (1 - n / total))
+            assert abs(int((weight != 0).sum()) - 0.1 * n) <= spread, name
+    saved = _weights(load_model(record.directory / "model.pt"))
+    assert all(torch.equal(saved[n] != 0, handed[n] != 0) for n in handed)
+
+
+def test_disparse_static_scores_a_xavier_copy_and_masks_the_initial_weights(
+    no_training: list,
+) -> None:
+    """DiSparse's static variant: per-task Taylor scores of a copy of W₀ whose conv weights are
+    re-drawn by ``xavier_normal_`` (seeded with the run's seed, in module order), per-task top
+    ⌊κ·N_t⌋ by a plain sort, the union of the tasks on the backbone, each head its own task's;
+    the masks are installed on W₀ itself."""
+    record = _smoke("disparse_static")
+    profile = load_profile("smoke", "synth-nyuv2")
+    initial = _initial_compact(profile)
+    xavier = copy.deepcopy(initial)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in xavier.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_normal_(module.weight, generator=generator)
+    scores = task_importance(
+        xavier, _scoring_batches(profile), TASKS, "taylor", align=profile.finetune.align
+    )
+    kappa = record.metrics["details"]["keep_ratio"]
+    kept = {}
+    for task, per_name in scores.items():
+        everything = {n: torch.ones_like(s, dtype=torch.bool) for n, s in per_name.items()}
+        kept[task] = _top_among(
+            per_name, everything, math.floor(kappa * sum(s.numel() for s in per_name.values()))
+        )
+    expected = {}
+    for name in _weights(initial):
+        owner = name.split(".")[1] if name.startswith("heads.") else None
+        if owner is None:
+            expected[name] = kept["seg"][name] | kept["depth"][name]  # union: any task keeps it
+        else:
+            expected[name] = kept[owner][name]
+    (handed,) = no_training
+    w0 = _weights(initial)
+    for name, mask in expected.items():
+        assert torch.equal(handed[name] != 0, mask), name
+        assert torch.equal(handed[name], w0[name] * mask), name
+    pruned = sum(int((~m).sum()) for m in expected.values())
+    assert abs(pruned / sum(m.numel() for m in expected.values()) - 0.9) <= CALIBRATION_TOLERANCE
 
 
 def test_snip_masks_the_initial_network_by_the_joint_loss(no_training: list) -> None:
@@ -348,12 +494,13 @@ def _same_schedule(actual: TrainConfig, expected: TrainConfig) -> bool:
 
 @pytest.mark.parametrize("dataset", sorted(DISPARSE))
 def test_disparse_variants_train_on_disparse_schedules_under_paper(
-    dataset: str, tmp_path: Path
+    dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under ``--protocol paper`` each DiSparse variant gets DiSparse's own hyperparameters on
     each dataset (the run's context, as :func:`cutlib.experiments.run` builds it); under
     ``fair``, and for CUT's own baselines, the profile's schedules are unchanged."""
     np.save(tmp_path / "semseg_prior_factor.npy", np.ones(17, np.float32))  # Taskonomy's weights
+    monkeypatch.setattr(experiments, "read_index", lambda *args: None)  # no images needed here
     expected = DISPARSE[dataset]
 
     def context(method: str, protocol: str) -> RunContext:

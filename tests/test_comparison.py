@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from cutlib.comparison import (
+    baseline_runs,
     delta_table,
     method_table,
     plot_against_sparsity,
@@ -91,3 +92,18 @@ def test_metric_against_sparsity_figure_has_a_panel_per_metric(runs: pd.DataFram
     fig = plot_against_sparsity(runs, "d", "seg+depth", "fair", [("seg", "mIoU")])
     assert len(fig.axes) == 2
     assert fig.axes[1].get_title() == "seg mIoU ↑"
+
+
+def test_baseline_runs_parse_a_list_or_take_the_profiles_and_put_cut_first() -> None:
+    assert baseline_runs("snip:paper,random:fair", {}) == [
+        ("cut", "fair"),
+        ("snip", "paper"),
+        ("random", "fair"),
+    ]
+    assert baseline_runs("random:fair,cut:paper", {}) == [("random", "fair"), ("cut", "paper")]
+    profile = {"cut": ["fair"], "lth": ["fair", "paper"]}
+    assert baseline_runs("profile", profile) == [("cut", "fair"), ("lth", "fair"), ("lth", "paper")]
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['nope'\]; valid: "):
+        baseline_runs("nope:fair", {})
+    with pytest.raises(ValueError, match="'snip' is not method:protocol"):
+        baseline_runs("snip", {})

@@ -1,9 +1,11 @@
-"""Efficiency measurement (PAPER_NOTES §8): FLOPs, parameters, file sizes, memory, latency rows.
+"""Efficiency measurement (docs/method/efficiency.md): FLOPs, parameters, file sizes, memory,
+latency rows.
 No timing assertions: speed-ups are never asserted (§8.4)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -12,16 +14,25 @@ import torch
 from torch import nn
 
 from cutlib.efficiency import (
+    DENSE_ALL_HEADS,
     RUNTIMES,
+    edge_checks,
+    edge_summary_columns,
+    edge_table,
     efficiency_table,
+    export_summary,
     file_sizes,
+    latency_column,
     latency_summary,
     measure_latency,
     merge_latency,
     onnx_exports,
     parameter_summary,
     peak_inference_memory,
+    speedup_column,
+    variant_label,
 )
+from cutlib.export import dense_nbytes
 from cutlib.models import SceneNet
 from cutlib.pruning.flops import flop_counts, sparse_flops, total_flops
 from cutlib.pruning.masks import apply_masks, prunable_weights
@@ -46,22 +57,25 @@ def test_conv_flops_match_the_hand_formula(bias: bool) -> None:
     assert total_flops(conv, (n, 4, 16, 16)) == expected
 
 
-def test_scenenet_flops_sum_and_dropping_a_head(tiny_net: SceneNet) -> None:
-    counts = flop_counts(tiny_net, SHAPE)
-    assert "" not in counts  # every FLOP is inside a conv
-    assert sum(counts.values()) == total_flops(tiny_net, SHAPE)
-    head = sum(v for k, v in counts.items() if k.startswith("heads.depth."))
+def test_scenenet_flops_are_its_convs_by_hand_and_a_head_costs_its_own(
+    tiny_net: SceneNet, hand_flops: Callable
+) -> None:
+    """Every conv's count is 2·N·C_out·H_out·W_out·(C_in/g)·k_h·k_w, nothing else counts (BN,
+    ReLU, adds, pooling, upsampling), and dropping a head removes exactly its convs' FLOPs."""
+    expected = hand_flops(tiny_net, SHAPE)
+    assert flop_counts(tiny_net, SHAPE) == expected
+    assert total_flops(tiny_net, SHAPE) == sum(expected.values())
+    head = sum(v for k, v in expected.items() if k.startswith("heads.depth."))
     assert head > 0
-    before = total_flops(tiny_net, SHAPE)
     tiny_net.keep_tasks(["seg", "sn"])
-    assert total_flops(tiny_net, SHAPE) == before - head
+    assert total_flops(tiny_net, SHAPE) == sum(expected.values()) - head
 
 
-def test_sparse_flops_halve_with_half_the_weights(tiny_net: SceneNet) -> None:
+def test_sparse_flops_halve_with_half_the_weights(tiny_net: SceneNet, hand_flops: Callable) -> None:
     name = "backbone.stages.0.0.conv1"
     conv = dict(tiny_net.named_modules())[name]
-    conv_flops = flop_counts(tiny_net, SHAPE)[name]
-    dense = total_flops(tiny_net, SHAPE)
+    by_hand = hand_flops(tiny_net, SHAPE)
+    conv_flops, dense = by_hand[name], sum(by_hand.values())
     assert sparse_flops(tiny_net, SHAPE) == dense  # random init has no zeros
     mask = torch.zeros(conv.weight.numel(), dtype=torch.bool)
     mask[torch.randperm(mask.numel())[: mask.numel() // 2]] = True
@@ -211,9 +225,10 @@ def test_latency_summary_definitions() -> None:
     assert (row["n_repeats"], row["n_blocks"], row["n_runs"]) == (3, 5, 10)
 
 
-def test_efficiency_table_columns(tiny_net: SceneNet, tmp_path: Path) -> None:
+def test_efficiency_table_columns(tiny_net: SceneNet, tmp_path: Path, hand_flops: Callable) -> None:
     table = efficiency_table({"dense": tiny_net}, (32, 32), tmp_path, onnx=False, progress=False)
-    assert table.loc[0, "GFLOP (2/MAC)"] == pytest.approx(total_flops(tiny_net, SHAPE) / 1e9)
+    gflop = sum(hand_flops(tiny_net, SHAPE).values()) / 1e9
+    assert table.loc[0, "GFLOP (2/MAC)"] == pytest.approx(gflop, rel=1e-12)
     assert pd.isna(table.loc[0, "ONNX MB"])
     assert pd.isna(table.loc[0, "state_dict with masks MB"])
     summary = latency_summary(
@@ -288,3 +303,117 @@ def test_measure_latency_rejects_bad_runtimes(tiny_net: SceneNet) -> None:
         measure_latency({"a": tiny_net}, (8, 8), runtimes=("tflite",), progress=False)
     with pytest.raises(TypeError, match="needs SceneNet"):
         measure_latency({"a": nn.Conv2d(3, 2, 1)}, (8, 8), runtimes=("onnxruntime",))
+
+
+def test_variant_labels_and_column_names() -> None:
+    assert variant_label("CUT", "cut", 0.9) == "CUT 90% (unstructured)"
+    assert variant_label("structured CUT", "cut_structured", 0.5) == "structured CUT −50% FLOPs"
+    assert variant_label("CM", "channel_magnitude", 0.25) == "CM −25% FLOPs"  # FLOPs removed
+    assert variant_label("SNIP", "snip", 0.5) == "SNIP 50% (unstructured)"  # zero weights
+    assert speedup_column("torch") == "PyTorch speed-up (batch 1, 1 thr)"
+    columns = edge_summary_columns(["torch", "onnxruntime"])
+    assert columns[0] == "variant" and columns[-1] == "PyTorch latency ms (batch 1, 2 thr)"
+    assert columns[-5:-1] == [
+        "PyTorch latency ms (batch 1, 1 thr)",
+        "PyTorch speed-up (batch 1, 1 thr)",
+        "ORT latency ms (batch 1, 1 thr)",
+        "ORT speed-up (batch 1, 1 thr)",
+    ]
+
+
+def test_edge_table_joins_latency_quality_and_speed_ups() -> None:
+    costs = pd.DataFrame({"variant": [DENSE_ALL_HEADS, "small"], "GFLOP (2/MAC)": [2.0, 0.5]})
+    latency = pd.DataFrame(
+        {
+            "variant": [DENSE_ALL_HEADS, "small"],
+            "runtime": ["torch", "torch"],
+            "threads": [1, 1],
+            "batch": [1, 1],
+            "median_ms": [10.0, 4.0],
+            "iqr_ms": [1.0, 0.5],
+        }
+    )
+    variants = {DENSE_ALL_HEADS: nn.Linear(2, 2), "small": nn.Linear(1, 1)}  # 6 and 2 parameters
+    table = edge_table(costs, latency, variants, {"small": -1.5}, ["torch"])
+    assert list(table.columns) == [
+        "variant",
+        "GFLOP (2/MAC)",
+        "PyTorch latency ms (batch 1, 1 thr)",
+        "PyTorch IQR ms (batch 1, 1 thr)",
+        "Δ_MTL % ↑",
+        "params vs dense all heads",
+        "PyTorch speed-up (batch 1, 1 thr)",
+    ]
+    assert list(table["Δ_MTL % ↑"]) == [0.0, -1.5]  # a dense variant has no Δ_MTL of its own
+    assert list(table["params vs dense all heads"]) == [1.0, 2 / 6]
+    assert list(table["PyTorch speed-up (batch 1, 1 thr)"]) == [1.0, 2.5]
+
+
+def test_export_summary_against_both_dense_state_dicts(tiny_net: SceneNet, tmp_path: Path) -> None:
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"x" * 3000)
+    compact = copy.deepcopy(tiny_net).keep_tasks(["depth"])
+    row = export_summary("sparse, fp16 values", path, 0.25, compact, tiny_net)
+    assert row == {
+        "export": "sparse, fp16 values",
+        "MB": 0.003,
+        "÷ dense state_dict (same heads)": 3000 / dense_nbytes(compact),
+        "÷ dense state_dict (all heads)": 3000 / dense_nbytes(tiny_net),
+        "max |output error|": 0.25,
+    }
+    assert row["÷ dense state_dict (same heads)"] > row["÷ dense state_dict (all heads)"]
+
+
+def test_edge_checks_verdicts_from_hand_made_tables() -> None:
+    torch_b1, ort_b1 = latency_column("torch", 1, 1), latency_column("onnxruntime", 1, 1)
+    table = pd.DataFrame(
+        {
+            "variant": [
+                DENSE_ALL_HEADS,
+                "dense, seg+depth heads",
+                "CUT 90% (unstructured)",
+                "structured CUT −50% FLOPs",
+                "structured CUT −75% FLOPs",
+            ],
+            "Δ_MTL % ↑": [0.0, 0.0, -1.0, -0.5, -2.0],
+            torch_b1: [10.0, 8.0, 10.0, 6.0, 4.0],
+            ort_b1: [9.0, 7.0, 9.0, 6.0, 5.0],
+        }
+    )
+    for runtime, column in [("torch", torch_b1), ("onnxruntime", ort_b1)]:
+        table[speedup_column(runtime)] = table[column].iloc[0] / table[column]
+    exports = pd.DataFrame(
+        {
+            "export": ["sparse, fp32 values", "sparse, fp16 values"],
+            "÷ dense state_dict (same heads)": [0.2, 0.1],
+        }
+    )
+    runtimes = ["torch", "onnxruntime"]
+    sparsest, same_heads = "CUT 90% (unstructured)", "dense, seg+depth heads"
+    checks = edge_checks(table, exports, runtimes, sparsest, same_heads, "structured CUT")
+    assert checks.to_dict("records") == [
+        {
+            "check": "CUT 90% (unstructured): sparse fp16 file ≤ 1/8 of the dense state_dict "
+            "(same heads)",
+            "measured": "0.100",
+            "holds": "yes",
+        },
+        {
+            "check": "structured CUT −75% FLOPs: ≥ 2× faster than dense all heads "
+            "(PyTorch, batch 1, 1 thread)",
+            "measured": "2.50× at Δ_MTL -2.00 %",
+            "holds": "yes",
+        },
+        {
+            "check": "structured CUT −75% FLOPs: ≥ 2× faster than dense all heads "
+            "(ORT, batch 1, 1 thread)",
+            "measured": "1.80× at Δ_MTL -2.00 %",
+            "holds": "no",
+        },
+        {
+            "check": "unstructured CUT runs no faster than the dense model with the same heads "
+            "(PyTorch)",
+            "measured": "0.80×",
+            "holds": "(a measurement)",
+        },
+    ]

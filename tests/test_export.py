@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from cutlib.export import (
     export_onnx,
     load_sparse,
     onnx_parity,
+    output_error,
     pack_bits,
     save_sparse,
     unpack_bits,
@@ -146,8 +148,8 @@ def test_size_at_90_percent_is_at_most_an_eighth(tmp_path: Path) -> None:
     fp16 = save_sparse(net, tmp_path / "fp16.pt").stat().st_size
     fp32 = save_sparse(net, tmp_path / "fp32.pt", values="fp32").stat().st_size
     assert fp16 <= dense / 8, f"fp16 sparse file is {fp16 / dense:.3f} of dense"
-    # PAPER_NOTES §8.5: bitmask + fp32 values ≈ d + 1/32 ≈ 0.131 of the weights, plus the dense
-    # biases / BN entries and torch.save's per-tensor overhead.
+    # docs/method/efficiency.md#storage-of-sparse-weights: bitmask + fp32 values ≈ d + 1/32 ≈ 0.131
+    # of the weights, plus the dense biases / BN entries and torch.save's per-tensor overhead.
     assert fp32 <= 0.16 * dense, f"fp32 sparse file is {fp32 / dense:.3f} of dense"
     assert abs(dense_nbytes(net) - dense) < 0.01 * dense
 
@@ -310,3 +312,14 @@ def test_missing_onnx_packages_say_what_to_install(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     with pytest.raises(ImportError, match="pip install onnx onnxscript onnxruntime"):
         onnx_parity(tiny_net, tmp_path / "model.onnx", torch.zeros(1, 3, 32, 32))
+
+
+def test_output_error_is_the_largest_difference_of_any_task(
+    pruned: SceneNet, image: torch.Tensor
+) -> None:
+    assert output_error(pruned, pruned, image) == 0.0
+    shifted = copy.deepcopy(pruned)
+    with torch.no_grad():
+        shifted.heads["depth"].branches[0][6].bias += 0.5  # every depth output moves by 0.5
+    assert output_error(pruned, shifted, image) == pytest.approx(0.5, abs=1e-5)
+    assert output_error(shifted, pruned, image) == pytest.approx(0.5, abs=1e-5)

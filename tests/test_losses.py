@@ -1,4 +1,4 @@
-"""Losses on hand-computed cases (PAPER_NOTES §6.1)."""
+"""Losses on hand-computed cases (docs/method/metrics.md#training-losses)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,9 @@ from cutlib.pruning.masks import (
     masks_of,
     parameter_counts,
     prunable_weights,
+    scope_sparsity,
     sparsity_report,
+    weights_by_owner,
 )
 from cutlib.tasks import TaskSpec
 from cutlib.train import TrainConfig, train
@@ -211,3 +213,27 @@ def test_apply_masks_rejects_unknown_names_and_wrong_shapes() -> None:
     with pytest.raises(ValueError, match="has shape"):
         apply_masks(net, {"backbone.stem.0.weight": torch.ones(3, 8, 7, 7, dtype=torch.bool)})
     assert not any(is_masked(m) for m in net.modules())
+
+
+def test_weights_by_owner_counts_each_head_by_hand() -> None:
+    counts = weights_by_owner(_net())
+    assert list(counts) == ["backbone", "seg", "depth"]
+    # a head of width 0.125 (64 input channels), 8 channels, 4 branches of 3×3 64→8, 1×1 8→8,
+    # 1×1 8→C: 4 · (4608 + 64 + 8·C)
+    assert counts["seg"] == 4 * (4608 + 64 + 8 * 3) and counts["depth"] == 4 * (4608 + 64 + 8)
+    assert sum(counts.values()) == sum(w.weight.numel() for w in prunable_weights(_net()))
+    assert list(weights_by_owner(_net().keep_tasks(["depth"]))) == ["backbone", "depth"]
+
+
+def test_scope_sparsity_splits_shared_from_head_weights() -> None:
+    masks = {
+        "b1": torch.tensor([True, False, False, False]),
+        "b2": torch.tensor([False, False, False, False]),
+        "h": torch.tensor([True, True, True, False]),
+    }
+    assert scope_sparsity(masks, {"b1", "b2"}) == {
+        "deployed sparsity": 1 - 4 / 12,
+        "backbone sparsity": 1 - 1 / 8,
+        "heads sparsity": 1 - 3 / 4,
+    }
+    assert scope_sparsity(masks, set())["backbone sparsity"] == 0.0  # no shared weight

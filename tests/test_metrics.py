@@ -1,4 +1,5 @@
-"""Metrics and Δ_MTL on hand-computed cases (PAPER_NOTES §6.2–6.4, Appendix A)."""
+"""Metrics and Δ_MTL on hand-computed cases (docs/method/metrics.md,
+docs/method/disparse.md#published-results)."""
 
 from __future__ import annotations
 
@@ -353,7 +354,8 @@ def test_delta_mtl_errors() -> None:
         delta_mtl({"seg": {"mIoU": 0.5}}, {"seg": {"mIoU": 0.0}}, directions)
 
 
-# DiSparse Tables 1-3 (PAPER_NOTES §2.8), metric sets and expected Δ_MTL of Appendix A.
+# DiSparse Tables 1-3 (docs/method/disparse.md#published-results), metric sets and expected Δ_MTL of
+# Appendix A.
 NYU = (
     "seg/mIoU seg/pixel_acc sn/angle_mean sn/angle_median "
     "sn/within_11.25 sn/within_22.5 sn/within_30"

@@ -1,4 +1,5 @@
-"""SceneNet: the paper's exact conv-weight counts (PAPER_NOTES §4.4), shapes, heads and configs."""
+"""SceneNet: the paper's exact conv-weight counts (docs/method/model.md#parameter-counts), shapes,
+heads and configs."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_paper_profile_matches_reference_conv_weight_counts() -> None:
     for task in NYUV2:
         assert counts[task.name] == 23_068_672 + 4096 * task.channels
     assert sum(counts.values()) == 90_653_888
-    # Non-prunable: head biases 4·(2048 + C) per head and BN affines (PAPER_NOTES §4.4).
+    # Non-prunable: head biases 4·(2048 + C) per head and BN affines
+    # (docs/method/model.md#parameter-counts).
     assert sum(p.numel() for p in model.parameters()) == 90_695_664
 
 

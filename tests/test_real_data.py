@@ -1,5 +1,5 @@
-"""The real datasets (PAPER_NOTES §5): the NYUv2 loader on the four public samples (skipped when
-``../shared`` is absent, as in a user's clone), the joint augmentation on a synthetic pattern,
+"""The real datasets (docs/method/data.md): the NYUv2 loader on the four public samples (skipped
+when ``../shared`` is absent, as in a user's clone), the joint augmentation on a synthetic pattern,
 ``cutlib data check`` on broken copies, and a ``cutlib run`` on the samples as a tiny dataset."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torchvision import tv_tensors
 
 from cutlib.cli import main
-from cutlib.data import REAL_LAYOUTS, load_dataset
+from cutlib.data import DATASETS, REAL_LAYOUTS, load_dataset, paper_tasks
 from cutlib.data.nyuv2 import LAYOUT, decode_normals
 from cutlib.data.real import DataError, check_layout, read_index, split_entries
 from cutlib.data.transforms import (
@@ -258,7 +258,7 @@ def test_paper_profile_trains_the_reference_model_one_iteration_at_full_crop() -
     assert [t.loss_weight for t in tasks] == [1.0, 20.0, 3.0]
     torch.manual_seed(0)
     model = SceneNet(tasks, **profile.model.kwargs())
-    assert sum(p.numel() for p in model.parameters()) == 90_695_664  # PAPER_NOTES §4.4
+    assert sum(p.numel() for p in model.parameters()) == 90_695_664  # docs/method/model.md
     height, width = profile.data.resolution
     image = torch.randn(1, 3, height, width)
     targets = {
@@ -284,7 +284,8 @@ def test_paper_profile_trains_the_reference_model_one_iteration_at_full_crop() -
 
 
 def _write_cityscapes(root: Path, count: int = 2) -> None:
-    """Files in the documented Cityscapes format (PAPER_NOTES §5.3), at the native 256×512."""
+    """Files in the documented Cityscapes format (docs/method/data.md#cityscapes-on-disk), at the
+    native 256×512."""
     rng = np.random.default_rng(0)
     entries = []
     for i in range(count):
@@ -323,7 +324,8 @@ PRIOR = np.linspace(0.5, 2.1, 17).astype(np.float32)
 
 
 def _write_taskonomy(root: Path, count: int = 2) -> None:
-    """Files in the documented Tiny-Taskonomy format (PAPER_NOTES §5.4), at 64×64."""
+    """Files in the documented Tiny-Taskonomy format (docs/method/data.md#tiny-taskonomy-on-disk),
+    at 64×64."""
     from PIL import Image
 
     rng = np.random.default_rng(1)
@@ -562,3 +564,25 @@ def test_a_taskonomy_run_trains_and_scores_with_the_class_weights(
     assert seg.class_weights == pytest.approx(tuple(PRIOR.tolist()))
     pretrained = next((tmp_path / "results" / "runs").glob("taskonomy-dense-*/model.pt"))
     assert load_model(pretrained).tasks[0].class_weights == pytest.approx(tuple(PRIOR.tolist()))
+
+
+def test_every_dataset_mirrors_a_paper_dataset_with_the_papers_class_counts() -> None:
+    assert {name: info.mirrors for name, info in DATASETS.items()} == {
+        "synth-nyuv2": "nyuv2",
+        "synth-cityscapes": "cityscapes",
+        "synth-taskonomy": "taskonomy",
+        "nyuv2": "nyuv2",
+        "cityscapes": "cityscapes",
+        "taskonomy": "taskonomy",
+    }
+    seg_classes = {name: paper_tasks(name)[0].channels for name in DATASETS}
+    assert seg_classes == {
+        "synth-nyuv2": 40,
+        "synth-cityscapes": 19,
+        "synth-taskonomy": 17,
+        "nyuv2": 40,
+        "cityscapes": 19,
+        "taskonomy": 17,
+    }
+    for name, info in DATASETS.items():  # the same tasks as the dataset, in the same order
+        assert [t.name for t in paper_tasks(name)] == list(info.task_names)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import torch
+import copy
 
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import cutlib.train
 from cutlib.data import dataset_tasks, load_dataset
+from cutlib.losses import multitask_loss
 from cutlib.models import SceneNet
 from cutlib.profiles import load_profile
 from cutlib.train import TrainConfig, train
@@ -71,3 +77,83 @@ def test_on_step_sees_iteration_zero_before_the_first_step_then_every_step() -> 
     assert [c[0] for c in calls] == [0, 1, 2, 3]
     assert calls[0][2] and not calls[1][2]  # nothing trained yet at 0, the first step after
     assert torch.equal(calls[0][1], calls[1][1])  # the same batch: 0 updates on it, 1 trains on it
+
+
+def _val_loss(
+    model: SceneNet, state: dict[str, torch.Tensor], tasks: tuple, val_set: object
+) -> float:
+    """The sample-weighted mean λ-weighted loss of ``model`` with ``state`` on ``val_set``, in eval
+    mode (computed here, not by the trainer)."""
+    net = copy.deepcopy(model)
+    net.load_state_dict(state)
+    net.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in DataLoader(val_set, batch_size=len(val_set)):
+            loss = multitask_loss(tasks, net(batch["image"]), batch)[0]
+            total += float(loss) * batch["image"].shape[0]
+            count += batch["image"].shape[0]
+    return total / count
+
+
+class _RecordingAdam(torch.optim.Adam):
+    """Adam that records the learning rate each of its steps is taken with."""
+
+    instances: list[_RecordingAdam] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.step_lrs: list[float] = []
+        _RecordingAdam.instances.append(self)
+
+    def step(self, closure=None):  # type: ignore[no-untyped-def, override]
+        self.step_lrs.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+@pytest.mark.slow
+def test_the_learning_rate_of_step_t_is_lr_times_gamma_to_the_floor_of_t_over_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """StepLR stepped every iteration: the optimiser step of iteration t (from 1) runs at
+    lr·γ^⌊(t − 1)/step⌋, i.e. lr·γ^⌊t/step⌋ with t counted from 0."""
+    _RecordingAdam.instances.clear()
+    monkeypatch.setattr(cutlib.train.torch.optim, "Adam", _RecordingAdam)
+    model, tasks, train_set, val_set = _setup()
+    lr, step, gamma, iterations = 2e-3, 3, 0.5, 10
+    config = TrainConfig(iterations, 8, lr, lr_step=step, lr_gamma=gamma, eval_every=iterations)
+    train(model, tasks, train_set, val_set, config, progress=False, device="cpu")
+    (optimizer,) = _RecordingAdam.instances
+    expected = [lr * gamma ** (t // step) for t in range(iterations)]
+    assert optimizer.step_lrs == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+@pytest.mark.slow
+def test_train_returns_the_model_of_its_best_validation_evaluation() -> None:
+    """The weights (and BatchNorm statistics) ``train`` leaves in the model are those it had at
+    the evaluation with the lowest validation loss, recorded here as training went (``on_step``
+    runs after each step, before that iteration's evaluation). The learning rate jumps ×100 after
+    iteration 6, so the later evaluations are worse and the best one is not the last."""
+    model, tasks, train_set, val_set = _setup()
+    config = TrainConfig(12, 8, 2e-3, lr_step=6, lr_gamma=100.0, eval_every=3)
+    evaluated = config.evaluation_iterations()
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def record(iteration: int, batch: dict[str, torch.Tensor]) -> None:
+        if iteration in evaluated:
+            snapshots[iteration] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    result = train(
+        model, tasks, train_set, val_set, config, progress=False, device="cpu", on_step=record
+    )
+    assert [h["iteration"] for h in result.history] == sorted(snapshots) == [3, 6, 9, 12]
+    val_loss = {it: _val_loss(model, state, tasks, val_set) for it, state in snapshots.items()}
+    assert [h["val_loss"] for h in result.history] == pytest.approx(
+        [val_loss[h["iteration"]] for h in result.history], rel=1e-4
+    )
+    best = min(val_loss, key=val_loss.__getitem__)
+    assert best != 12  # the premise: the last evaluation is not the best
+    assert result.best_iteration == best
+    final = model.state_dict()
+    assert final.keys() == snapshots[best].keys()
+    assert all(torch.equal(final[k], snapshots[best][k]) for k in final)
