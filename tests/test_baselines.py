@@ -40,18 +40,6 @@ TASKS = ("seg", "depth")
 CALIBRATION_TOLERANCE = 2e-4
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One results folder for the module, so the smoke pre-training is shared."""
-    return tmp_path_factory.mktemp("baselines") / "results"
-
-
-@pytest.fixture
-def shared_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CUTLIB_RESULTS", str(store))
-    return store
-
-
 def _smoke(method: str, *options: tuple[str, object], protocol: str = "fair") -> RunRecord:
     config = RunConfig(
         "synth-nyuv2", method, TASKS, 0.9, "smoke", options=options, protocol=protocol
@@ -74,7 +62,7 @@ def _zero_fraction(model: SceneNet) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("method", PRUNING)
 def test_each_method_hits_the_sparsity_of_the_deployed_model(
-    method: str, shared_store: Path
+    method: str, shared_results: Path
 ) -> None:
     record = _smoke(method)
     model = load_model(record.directory / "model.pt")
@@ -90,7 +78,7 @@ def test_each_method_hits_the_sparsity_of_the_deployed_model(
 @pytest.mark.slow
 @pytest.mark.parametrize("method", PROTOCOL_BOUND)
 def test_the_grid_plans_the_steps_each_method_takes_under_paper(
-    method: str, shared_store: Path
+    method: str, shared_results: Path
 ) -> None:
     record = _smoke(method, protocol="paper")
     config = RunConfig("synth-nyuv2", method, TASKS, 0.9, "smoke", protocol="paper").validated()
@@ -101,7 +89,7 @@ def test_the_grid_plans_the_steps_each_method_takes_under_paper(
 
 
 @pytest.mark.slow
-def test_disparse_unions_the_same_task_masks_that_cut_votes_on(shared_store: Path) -> None:
+def test_disparse_unions_the_same_task_masks_that_cut_votes_on(shared_results: Path) -> None:
     """With the same scores (Taylor on the pre-trained weights) and the same κ, DiSparse keeps a
     backbone weight that either task keeps, CUT only those both keep; heads are identical."""
     kappa = ("keep_ratio", 0.2)
@@ -122,10 +110,10 @@ def test_disparse_unions_the_same_task_masks_that_cut_votes_on(shared_store: Pat
 
 
 @pytest.fixture
-def fresh_store(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fresh_store(session_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A results folder holding only the (really trained) smoke pre-training run, so the method
     under test is computed afresh."""
-    monkeypatch.setenv("CUTLIB_RESULTS", str(store))
+    monkeypatch.setenv("CUTLIB_RESULTS", str(session_store))
     dense = pretrained_run(RunConfig("synth-nyuv2", profile="smoke"), progress=False)
     results = tmp_path / "fresh"
     shutil.copytree(dense, results / "runs" / dense.name)

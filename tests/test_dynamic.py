@@ -253,18 +253,11 @@ def test_counts_stay_constant_through_training(rule: type) -> None:
 # --- end to end --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One results folder for the module, so the smoke pre-training is shared."""
-    return tmp_path_factory.mktemp("dynamic") / "results"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["rigl", "disparse_dynamic"])
 def test_dynamic_methods_end_to_end(
-    method: str, store: Path, monkeypatch: pytest.MonkeyPatch
+    method: str, shared_results: Path
 ) -> None:
-    monkeypatch.setenv("CUTLIB_RESULTS", str(store))
     record = run(RunConfig("synth-nyuv2", method, ("seg", "depth"), 0.9, "smoke"), progress=False)
     model = load_model(record.directory / "model.pt")
     assert sorted(model.heads) == ["depth", "seg"] and "sn" not in model.heads

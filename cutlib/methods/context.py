@@ -111,6 +111,11 @@ class RunContext:
         self.start = "scratch"
         return SceneNet(self.all_tasks, **self.profile.model.kwargs()).to(self.device)
 
+    def initial_compact(self) -> SceneNet:
+        """The network at initialisation W_0 with only the selected heads (the deployed
+        architecture that a from-scratch method prunes and trains)."""
+        return self.initial_model().keep_tasks(self.task_names)
+
     def load_rewind(self) -> SceneNet:
         """The dense model early in pre-training (``pretrain.rewind_iteration``), all heads."""
         assert self.pretrained is not None, "the pre-training run has no rewinding checkpoint"
@@ -199,6 +204,14 @@ class RunContext:
         masks = Ranking(scores).masks(1.0 - self.spec.sparsity)
         self.time("fusion", start)
         return masks
+
+    def prune_at_initialisation(self, criterion: Criterion) -> MethodResult:
+        """Prune the initial compact model W_0 by one global ranking of its joint ``criterion``
+        scores (:meth:`global_masks`), then train the sparse network from scratch under the
+        protocol's schedule (SNIP with ``taylor``, random pruning with ``random``)."""
+        model = self.initial_compact()
+        masks = self.global_masks(model, criterion)
+        return self.train_masked(model, masks, self.schedule(), stage="train")
 
     def per_task_masks(
         self,

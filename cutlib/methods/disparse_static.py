@@ -56,7 +56,7 @@ def xavier_copy(model: SceneNet, seed: int) -> SceneNet:
 def disparse_static(ctx: RunContext) -> MethodResult:
     """Per-task SNIP on a Xavier copy, union arbiter, then training from scratch."""
     options: DisparseStaticOptions = ctx.spec.options
-    model = ctx.initial_model().keep_tasks(ctx.task_names)
+    model = ctx.initial_compact()
     scores = ctx.task_scores(xavier_copy(model, ctx.spec.seed), "taylor")
     table = ctx.profile.baselines.keep_ratios.get(NAME)
     plan = ctx.per_task_masks(model, scores, "union", options.keep_ratio, table=table)

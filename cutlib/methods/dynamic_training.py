@@ -54,7 +54,7 @@ def train_dynamic(
     drop fraction ``alpha``, over the ``scratch`` schedule of the run's protocol (the reference
     code's ``pretrain`` one under ``paper``)."""
     settings = ctx.profile.baselines.dynamic
-    model = ctx.initial_model().keep_tasks(ctx.task_names)
+    model = ctx.initial_compact()
     shapes = deployed_shapes(model)
     start = time.perf_counter()
     counts = erk_counts(shapes, 1.0 - ctx.spec.sparsity, power, dense)

@@ -17,9 +17,7 @@ from cutlib.methods.registry import Method, register
 
 def random_pruning(ctx: RunContext) -> MethodResult:
     """Random masks at initialisation, then training from scratch."""
-    model = ctx.initial_model().keep_tasks(ctx.task_names)
-    masks = ctx.global_masks(model, "random")
-    return ctx.train_masked(model, masks, ctx.schedule(), stage="train")
+    return ctx.prune_at_initialisation("random")
 
 
 METHOD = register(

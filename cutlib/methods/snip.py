@@ -26,9 +26,7 @@ from cutlib.methods.registry import Method, register
 
 def snip(ctx: RunContext) -> MethodResult:
     """SNIP masks of the joint loss at initialisation, then training from scratch."""
-    model = ctx.initial_model().keep_tasks(ctx.task_names)
-    masks = ctx.global_masks(model, "taylor")
-    return ctx.train_masked(model, masks, ctx.schedule(), stage="train")
+    return ctx.prune_at_initialisation("taylor")
 
 
 METHOD = register(
