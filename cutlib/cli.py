@@ -166,6 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HxW",
         help="onnx only: input height x width (default: 96x96; the batch is dynamic)",
     )
+    bench = commands.add_parser(
+        "bench", help="time the bare and cutlib training steps of a profile's model (JSON out)"
+    )
+    bench.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}"
+    )
+    bench.add_argument("--dataset", default="synth-nyuv2", help="dataset (default: synth-nyuv2)")
+    bench.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    bench.add_argument(
+        "--variants",
+        type=_split_list,
+        default=["eager", "channels_last"],
+        help="bare-step variants: eager, channels_last, compile (default: eager,channels_last)",
+    )
+    bench.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's)")
+    bench.add_argument(
+        "--seconds", type=float, default=3.0, help="minimum time per bare timing (default: 3)"
+    )
+    bench.add_argument(
+        "--iterations", type=int, default=30, help="timed iterations of cutlib's loop (default: 30)"
+    )
+    bench.add_argument("--out", type=Path, help="also write the JSON to this file")
     data = commands.add_parser("data", help="the real datasets: what is present, and checks")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_commands.add_parser("info", help="which datasets are present, their splits, sizes")
@@ -357,6 +379,42 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from cutlib.bench import VARIANTS, bench
+    from cutlib.data import dataset_info
+    from cutlib.profiles import check_profile_name
+    from cutlib.train import checked_device
+
+    try:
+        check_profile_name(args.profile)
+        dataset_info(args.dataset)
+        unknown = [v for v in args.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        if args.seconds <= 0 or args.iterations < 1:
+            raise ValueError("--seconds must be positive and --iterations at least 1")
+        device = checked_device(args.device)
+    except ValueError as err:
+        return _bad_input("cutlib bench", err)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    results = bench(
+        args.profile, args.dataset, device, args.variants, args.seconds, args.iterations
+    )
+    report = json.dumps(results, indent=2)
+    print(report)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cutlib`` console script."""
     args = build_parser().parse_args(argv)
@@ -366,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "grid": _cmd_grid,
         "export": _cmd_export,
         "data": _cmd_data,
+        "bench": _cmd_bench,
     }
     return handlers[args.command](args)
 

@@ -5,7 +5,8 @@ Notebooks ``notebooks/NN_name.ipynb`` run in order, with the working directory `
 the ``python3`` kernel and a per-cell timeout; each gets the ``profile`` parameter plus any the
 user passes. Unknown parameter names are rejected *before* anything runs (papermill itself only
 warns). Executed copies go to ``<out>/executed/``; per-notebook and total wall times to
-``<out>/timings.json``. The notebooks write their tables and figures under ``<out>`` too: the
+``<out>/timings.json``, with a breakdown of each notebook's time (:func:`notebook_breakdown`). The
+notebooks write their tables and figures under ``<out>`` too: the
 default is ``results/`` for the ``quick`` profile (the committed results) and ``results/<profile>/``
 for the others, so a smoke run never overwrites them.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,27 +118,63 @@ def reproduce(
     previous_results = os.environ.get("CUTLIB_RESULTS")
     os.environ["CUTLIB_RESULTS"] = str(out)  # the kernels inherit it: see cutlib.io.results_dir
     try:
-        times = _run_all(notebooks, profile, parameters, executed)
+        breakdown = _run_all(notebooks, profile, parameters, executed, out / "runs")
     finally:
         if previous_results is None:
             os.environ.pop("CUTLIB_RESULTS", None)
         else:
             os.environ["CUTLIB_RESULTS"] = previous_results
-    _record_timings(out / "timings.json", profile, times)
-    return times
+    _record_timings(out / "timings.json", profile, breakdown)
+    return {name: entry["wall_s"] for name, entry in breakdown.items()}
+
+
+def notebook_breakdown(executed: Path, wall_s: float, runs: Iterable[Path]) -> dict[str, Any]:
+    """Where an executed notebook's wall time went: its code cells (papermill's per-cell
+    durations), the rest (kernel start-up, papermill's reading and writing), its slowest cell, and
+    the summed stage timings (``metrics.json``'s ``timings``: data, training, validation,
+    evaluation…) of the ``runs`` it trained, whose sum exceeds the wall time when runs were made
+    in parallel.
+    """
+    cells = [
+        cell["metadata"].get("papermill", {}).get("duration") or 0.0
+        for cell in read_json(executed)["cells"]
+        if cell["cell_type"] == "code"
+    ]
+    stages: Counter[str] = Counter()
+    trained = 0
+    for metrics in runs:
+        stages.update(read_json(metrics).get("timings", {}))
+        trained += 1
+    return {
+        "wall_s": wall_s,
+        "cells_s": round(sum(cells), 1),
+        "startup_and_io_s": round(wall_s - sum(cells), 1),
+        "slowest_cell_s": round(max(cells, default=0.0), 1),
+        "runs_trained": trained,
+        "run_stages_s": {stage: round(seconds, 1) for stage, seconds in stages.items()},
+    }
+
+
+def _finished_runs(runs: Path) -> set[Path]:
+    return set(runs.glob("*/metrics.json"))
 
 
 def _run_all(
-    notebooks: Sequence[Path], profile: str, parameters: Mapping[str, Any], executed: Path
-) -> dict[str, float]:
+    notebooks: Sequence[Path],
+    profile: str,
+    parameters: Mapping[str, Any],
+    executed: Path,
+    runs: Path,
+) -> dict[str, dict[str, Any]]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    times: dict[str, float] = {}
+    breakdown: dict[str, dict[str, Any]] = {}
     for index, path in enumerate(notebooks, 1):
         declared = notebook_parameters(path)
         params = {k: v for k, v in {"profile": profile, **parameters}.items() if k in declared}
         print(f"[{index}/{len(notebooks)}] {path.stem} ...", flush=True)
+        runs_before = _finished_runs(runs)
         start = time.perf_counter()
         try:
             papermill.execute_notebook(
@@ -153,19 +191,29 @@ def _run_all(
                 f"notebook {path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
                 f"(executed copy: {executed / path.name})"
             ) from err
-        times[path.stem] = round(time.perf_counter() - start, 1)
-        print(
-            f"[{index}/{len(notebooks)}] {path.stem} done in {times[path.stem]:.1f} s", flush=True
-        )
-    return times
+        wall = round(time.perf_counter() - start, 1)
+        new_runs = sorted(_finished_runs(runs) - runs_before)
+        breakdown[path.stem] = notebook_breakdown(executed / path.name, wall, new_runs)
+        print(f"[{index}/{len(notebooks)}] {path.stem} done in {wall:.1f} s", flush=True)
+    return breakdown
 
 
-def _record_timings(path: Path, profile: str, times: dict[str, float]) -> None:
-    """Merge these notebook times into ``timings.json`` (same profile) and update the total."""
+def _record_timings(path: Path, profile: str, breakdown: dict[str, dict[str, Any]]) -> None:
+    """Merge these notebooks' times and breakdowns into ``timings.json`` (same profile) and
+    update the total."""
     previous = read_json(path) if path.is_file() else {}
-    notebooks = previous.get("notebooks", {}) if previous.get("profile") == profile else {}
-    notebooks = dict(sorted({**notebooks, **times}.items()))
+    same = previous.get("profile") == profile
+    notebooks = previous.get("notebooks", {}) if same else {}
+    notebooks = dict(
+        sorted({**notebooks, **{k: v["wall_s"] for k, v in breakdown.items()}}.items())
+    )
+    details = dict(sorted({**(previous.get("breakdown", {}) if same else {}), **breakdown}.items()))
     write_json(
         path,
-        {"profile": profile, "total_s": round(sum(notebooks.values()), 1), "notebooks": notebooks},
+        {
+            "profile": profile,
+            "total_s": round(sum(notebooks.values()), 1),
+            "notebooks": notebooks,
+            "breakdown": details,
+        },
     )

@@ -74,7 +74,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_iteration: int = 0
     best_val_loss: float = float("inf")
-    seconds: float = 0.0
+    seconds: float = 0.0  #: the whole call, validation included
+    validation_seconds: float = 0.0  #: the validation passes alone
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -86,6 +87,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def checked_device(device: str | torch.device = "auto") -> torch.device:
+    """:func:`resolve_device`, refusing a device that does not exist or is not available here.
+
+    Raises:
+        ValueError: a malformed name (``"cdua"``), or a device this machine does not have.
+    """
+    try:
+        resolved = resolve_device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {str(device)!r}: {err}") from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (resolved.index or 0) < torch.cuda.device_count(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(resolved.type, False):
+        raise ValueError(f"device {str(device)!r} is not available on this machine")
+    return resolved
 
 
 def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -201,7 +222,9 @@ def train(
             running[name] = running.get(name, 0.0) + float(value.detach())
         steps_since_eval += 1
         if iteration in evaluations:
+            validation_start = time.perf_counter()
             val = mean_losses(model, val_loader, tasks, device, config.align)
+            result.validation_seconds += time.perf_counter() - validation_start
             entry = {"iteration": iteration, "lr": optimizer.param_groups[0]["lr"]}
             entry |= {f"train_{k}": v / steps_since_eval for k, v in running.items()}
             entry |= {f"val_{k}": v for k, v in val.items()}

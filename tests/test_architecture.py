@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         (
             "cutlib.experiments",
+            "cutlib.bench",
             "cutlib.grid",
             "cutlib.efficiency",
             "cutlib.export",

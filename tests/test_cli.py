@@ -33,6 +33,13 @@ RUN = ["run", "--dataset", "synth-nyuv2", "--profile", "smoke"]
         (["reproduce", "--profile", "smoke", "--only", "99"], "valid notebooks: 00, 01"),
         (["reproduce", "--profile", "smoke", "-p", "nope=1"], "valid parameters:"),
         (["run", "--dataset"], "expected one argument"),
+        (["bench", "--profile", "nope"], "smoke, quick, full, paper"),
+        (["bench", "--dataset", "nope"], "synth-nyuv2, synth-cityscapes"),
+        (["bench", "--variants", "eager,fast"], "valid: eager, channels_last, compile"),
+        (["bench", "--device", "cdua"], "unknown device 'cdua'"),
+        (["bench", "--device", "meta"], "device 'meta' is not available"),
+        (["bench", "--threads", "0"], "--threads must be at least 1"),
+        (["bench", "--seconds", "0"], "--seconds must be positive"),
         (["frobnicate"], "invalid choice"),
     ],
 )

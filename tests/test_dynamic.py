@@ -255,9 +255,7 @@ def test_counts_stay_constant_through_training(rule: type) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["rigl", "disparse_dynamic"])
-def test_dynamic_methods_end_to_end(
-    method: str, shared_results: Path
-) -> None:
+def test_dynamic_methods_end_to_end(method: str, shared_results: Path) -> None:
     record = run(RunConfig("synth-nyuv2", method, ("seg", "depth"), 0.9, "smoke"), progress=False)
     model = load_model(record.directory / "model.pt")
     assert sorted(model.heads) == ["depth", "seg"] and "sn" not in model.heads

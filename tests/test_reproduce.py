@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cutlib.cli import main
-from cutlib.reproduce import list_notebooks, notebook_parameters
+from cutlib.reproduce import list_notebooks, notebook_breakdown, notebook_parameters
 
 #: Each synth-nyuv2 task's main metric and whether higher is better.
 MAIN_METRICS = {"seg": ("mIoU", True), "sn": ("angle_mean", False), "depth": ("abs_err", False)}
@@ -49,6 +49,12 @@ def test_smoke_reproduce_runs_every_notebook(
         assert (out / "executed" / f"{name}.ipynb").is_file()
     timings = json.loads((out / "timings.json").read_text())
     assert timings["profile"] == "smoke" and set(timings["notebooks"]) == set(names)
+    breakdown = timings["breakdown"]
+    assert set(breakdown) == set(names)
+    assert breakdown["01_pretrain"]["runs_trained"] == 1  # the dense pre-training
+    assert "pretrain" in breakdown["01_pretrain"]["run_stages_s"]
+    made = sum(entry["runs_trained"] for entry in breakdown.values())
+    assert made == len(list((out / "runs").glob("*/metrics.json")))  # each run counted once
     assert list((out / "figures").glob("*.png")) and list((out / "tables").glob("*.md"))
     tables = {p.name for p in (out / "tables").iterdir()}
     figures = {p.name for p in (out / "figures").iterdir()}
@@ -105,3 +111,27 @@ def _check_runs(path: Path) -> None:
             name = MAIN_METRICS[task][0]
             value = rows.loc[(rows["task"] == task) & (rows["metric"] == name), "value"]
             assert len(value) == 1 and pd.notna(value.iloc[0]), (run, task, name)
+
+
+def test_a_notebooks_breakdown_adds_its_cells_and_its_runs_stages(tmp_path: Path) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# title")]
+    for duration in (1.5, 7.25, None):  # a cell that never ran has no duration
+        cell = nbformat.v4.new_code_cell("pass")
+        cell.metadata["papermill"] = {"duration": duration}
+        notebook.cells.append(cell)
+    executed = tmp_path / "nb.ipynb"
+    nbformat.write(notebook, executed)
+    runs = []
+    for name, timings in {"a": {"data": 1.0, "finetune": 30.0}, "b": {"finetune": 12.5}}.items():
+        (tmp_path / name).mkdir()
+        runs.append(tmp_path / name / "metrics.json")
+        runs[-1].write_text(json.dumps({"timings": timings}))
+    assert notebook_breakdown(executed, 12.0, runs) == {
+        "wall_s": 12.0,
+        "cells_s": 8.8,  # 1.5 + 7.25, rounded
+        "startup_and_io_s": 3.2,  # 12 − 8.75, rounded
+        "slowest_cell_s": 7.2,  # round(7.25, 1): banker's rounding
+        "runs_trained": 2,
+        "run_stages_s": {"data": 1.0, "finetune": 42.5},
+    }

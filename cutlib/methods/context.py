@@ -268,6 +268,8 @@ class RunContext:
             on_step=on_step,
         )
         self.timings[stage] = self.timings.get(stage, 0.0) + result.seconds
+        # of which validation passes (model selection on the validation split)
+        self.timings["validate"] = self.timings.get("validate", 0.0) + result.validation_seconds
         self.selected_iteration[stage] = result.best_iteration
         self.trained_iterations += schedule.iterations
         return result.history

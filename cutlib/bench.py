@@ -1,0 +1,249 @@
+"""``cutlib bench``: how fast a profile's model trains and evaluates on this machine, and how close
+cutlib's training loop comes to the model's bare step (docs/architecture.md#benchmarking-a-machine).
+
+Two kinds of figures, both per training step of the profile's pre-training (its batch size, its
+resolution, every task of the dataset):
+
+- **bare**: the model alone on one batch held in memory: forward, a trivial loss (the sum of the
+  outputs' means, so that every parameter gets a gradient), backward and the Adam step, timed with
+  :class:`torch.utils.benchmark.Timer`. Variants: ``eager`` (as cutlib trains), ``channels_last``
+  (NHWC memory format) and ``compile`` (:func:`torch.compile`); the bare evaluation forward is
+  timed at the profile's evaluation batch size in ``torch.inference_mode``.
+- **cutlib**: :func:`cutlib.train.train` itself on the real training split: data loading and
+  augmentation, the λ-weighted multi-task loss, bookkeeping; once dense and once with the masks of
+  a 90 %-sparse model installed (fine-tuning's case), plus one validation pass, amortised over the
+  iterations between the schedule's evaluations.
+
+The ratio of the two is the loop's overhead; the bare step is the figure to quote beside a
+reproduce time, so that machines can be compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils import benchmark
+from torch.utils.data import DataLoader
+
+from cutlib.data import dataset_tasks, load_dataset
+from cutlib.models import SceneNet
+from cutlib.profiles import Profile, load_profile
+from cutlib.pruning.masks import apply_masks, prunable_weights
+from cutlib.pruning.thresholds import Ranking
+from cutlib.train import TrainConfig, mean_losses, resolve_device, train
+
+Variant = Literal["eager", "channels_last", "compile"]
+VARIANTS: tuple[Variant, ...] = ("eager", "channels_last", "compile")
+BENCH_SPARSITY = 0.9  #: the sparsity of the masked training step
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A median time in milliseconds with its interquartile range, over ``samples`` measurements,
+    and the time of the first (warm-up) call, which includes any compilation."""
+
+    median_ms: float
+    iqr_ms: float
+    samples: int
+    first_ms: float | None = None
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Timing:
+        """Summarise per-step times in seconds.
+
+        Example:
+            >>> Timing.of([0.010, 0.011, 0.012, 0.013])
+            Timing(median_ms=11.5, iqr_ms=2.5, samples=4, first_ms=None)
+        """
+        if not seconds:
+            raise ValueError("no times to summarise")
+        ms = sorted(1000.0 * s for s in seconds)
+        quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+        return cls(round(statistics.median(ms), 3), round(quartiles[2] - quartiles[0], 3), len(ms))
+
+
+def _measure(step: Callable[[], Any], min_run_time: float) -> Timing:
+    """Time ``step`` with :class:`torch.utils.benchmark.Timer` (which also synchronises CUDA)."""
+    start = time.perf_counter()
+    step()  # warm-up: allocator, lazy initialisation, compilation
+    first_ms = round(1000 * (time.perf_counter() - start), 1)
+    timer = benchmark.Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    timing = Timing.of([t / measurement.number_per_run for t in measurement.raw_times])
+    return dataclasses.replace(timing, first_ms=first_ms)
+
+
+def _first_batch(loader: DataLoader, device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) for k, v in next(iter(loader)).items()}
+
+
+def _trivial_loss(outputs: dict[str, Tensor]) -> Tensor:
+    return sum(out.float().mean() for out in outputs.values())  # type: ignore[return-value]
+
+
+def bare_train_step(
+    model: SceneNet, images: Tensor, variant: Variant = "eager", lr: float = 1e-3
+) -> Callable[[], None]:
+    """One bare training step of ``model`` on ``images`` (forward, trivial loss, backward, Adam),
+    in the memory format and compilation mode of ``variant``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    model.train()
+    if variant == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model) if variant == "compile" else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        _trivial_loss(forward(images)).backward()
+        optimizer.step()
+
+    return step
+
+
+def bare_eval_step(model: SceneNet, images: Tensor) -> Callable[[], None]:
+    """One bare evaluation forward of ``model`` on ``images`` in inference mode."""
+    model.eval()
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(images)
+
+    return step
+
+
+def _model(profile: Profile, tasks: Sequence[Any], device: torch.device, seed: int) -> SceneNet:
+    torch.manual_seed(seed)
+    return SceneNet(tasks, **profile.model.kwargs()).to(device)
+
+
+def _random_masks(model: SceneNet, sparsity: float, seed: int) -> dict[str, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    scores = {
+        w.name: torch.rand(w.module.weight.shape, generator=generator)
+        for w in prunable_weights(model)
+    }
+    return Ranking(scores).masks(1.0 - sparsity)
+
+
+def _loop_step(
+    profile: Profile,
+    tasks: Sequence[Any],
+    train_set: Any,
+    val_set: Any,
+    device: torch.device,
+    iterations: int,
+    masked: bool,
+    seed: int,
+) -> dict[str, float]:
+    """Seconds per iteration of :func:`train` (no evaluation inside) and of one validation pass."""
+    model = _model(profile, tasks, device, seed)
+    if masked:
+        apply_masks(model, _random_masks(model, BENCH_SPARSITY, seed))
+    schedule = profile.pretrain
+    config = TrainConfig(
+        iterations + 1,
+        schedule.batch_size,
+        schedule.lr,
+        schedule.weight_decay,
+        eval_every=iterations + 2,
+    )
+    # one warm-up step, then ``iterations`` timed ones; ``train`` validates once at its end
+    result = train(
+        model, tasks, train_set, val_set, config, device=device, seed=seed, progress=False
+    )
+    val_loader = DataLoader(val_set, batch_size=profile.eval.batch_size)
+    start = _clock(device)
+    mean_losses(model, val_loader, tasks, device)
+    validation = _clock(device) - start
+    step = (result.seconds - result.validation_seconds) / config.iterations
+    return {"step_s": step, "validation_s": validation}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def bench(
+    profile: str | Profile = "quick",
+    dataset: str = "synth-nyuv2",
+    device: str | torch.device = "auto",
+    variants: Sequence[Variant] = ("eager", "channels_last"),
+    min_run_time: float = 3.0,
+    loop_iterations: int = 30,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Benchmark the bare and cutlib training steps of ``profile``'s model on ``dataset``.
+
+    Returns a JSON-ready dict: the machine (device, threads, torch), the shapes, the bare training
+    step per variant and the bare evaluation step (median and IQR in ms), cutlib's step dense and
+    masked, its validation pass amortised over the pre-training's evaluation period, and the
+    overhead of cutlib's amortised dense step over the bare eager step.
+    """
+    profile = load_profile(profile) if isinstance(profile, str) else profile
+    device = resolve_device(device)
+    tasks = dataset_tasks(dataset)
+    train_set = load_dataset(dataset, "train", profile, seed)
+    val_set = load_dataset(dataset, "val", profile, seed)
+    schedule = profile.pretrain
+    images = _first_batch(DataLoader(train_set, batch_size=schedule.batch_size), device)["image"]
+    eval_images = _first_batch(DataLoader(val_set, batch_size=profile.eval.batch_size), device)[
+        "image"
+    ]
+    bare = {
+        variant: _measure(
+            bare_train_step(_model(profile, tasks, device, seed), images, variant), min_run_time
+        )
+        for variant in variants
+    }
+    eval_model = _model(profile, tasks, device, seed)
+    bare_eval = _measure(bare_eval_step(eval_model, eval_images), min_run_time)
+    loops = {
+        name: _loop_step(profile, tasks, train_set, val_set, device, loop_iterations, masked, seed)
+        for name, masked in (("unmasked", False), ("masked", True))
+    }
+    amortised_validation = loops["unmasked"]["validation_s"] / schedule.eval_every
+    dense_step = loops["unmasked"]["step_s"] + amortised_validation
+    bare_step = bare["eager"].median_ms / 1000.0 if "eager" in bare else float("nan")
+    return {
+        "profile": profile.name,
+        "dataset": dataset,
+        "machine": {
+            "device": str(device),
+            "device_name": _device_name(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "shapes": {
+            "batch_size": schedule.batch_size,
+            "eval_batch_size": profile.eval.batch_size,
+            "resolution": list(images.shape[-2:]),
+            "tasks": [t.name for t in tasks],
+        },
+        "bare_train_step_ms": {v: vars(t) for v, t in bare.items()},
+        "bare_eval_step_ms": vars(bare_eval),
+        "cutlib_train_step_ms": {
+            name: round(1000 * loop["step_s"], 3) for name, loop in loops.items()
+        },
+        "cutlib_validation_pass_ms": round(1000 * loops["unmasked"]["validation_s"], 3),
+        "cutlib_step_amortised_ms": round(1000 * dense_step, 3),
+        "overhead": round(dense_step / bare_step - 1.0, 4),
+    }
