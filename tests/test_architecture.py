@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
             "cutlib.trivial",
             "cutlib.profiles",
             "cutlib.version",
+            "cutlib.significance",
             "cutlib.models",
             "cutlib.data",
         ),
