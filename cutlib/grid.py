@@ -15,6 +15,11 @@ selections (the pre-trained model with only the selected heads), so every table 
         tasks: [seg+depth]             # task selections, "+"-separated
         methods: {cut: [fair], snip: [fair, paper]}
         sparsities: [0.7, 0.9]
+      - datasets: [synth-nyuv2]        # a factorial design: the product of a method's options
+        tasks: [seg+depth]
+        methods: {cut: [fair]}
+        options: {cut: {criterion: [taylor, magnitude], fusion: [vote, union]}}
+        sparsities: [0.7, 0.9]
 
 Runs go through the run store (:func:`cutlib.experiments.run`): finished runs are reused, so an
 interrupted grid resumes where it stopped. ``jobs > 1`` runs independent runs in parallel
@@ -32,6 +37,7 @@ and reports it under every protocol the block lists.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -104,7 +110,7 @@ def _selection(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _check_block(block: Mapping[str, Any], index: int) -> None:
-    known = {"datasets", "tasks", "methods", "sparsities"}
+    known = {"datasets", "tasks", "methods", "options", "sparsities"}
     unknown = sorted(set(block) - known)
     if unknown:
         raise ValueError(
@@ -125,6 +131,33 @@ def _check_block(block: Mapping[str, Any], index: int) -> None:
             raise ValueError(
                 f"grid block {index}: method {method!r} needs protocols from {', '.join(PROTOCOLS)}"
             )
+    for method, values in (block.get("options") or {}).items():
+        if method not in block["methods"]:
+            raise ValueError(
+                f"grid block {index}: options for {method!r}, which is not among the block's "
+                f"methods ({', '.join(block['methods'])})"
+            )
+        empty = [name for name, choices in values.items() if not choices]
+        if empty:
+            raise ValueError(f"grid block {index}: option {method}.{empty[0]} lists no values")
+
+
+def option_products(
+    values: Mapping[str, Sequence[Any]] | None,
+) -> list[tuple[tuple[str, Any], ...]]:
+    """Every combination of a block's option values for one method, as ``(name, value)`` pairs
+    (one empty combination without options).
+
+    Example:
+        >>> option_products({"criterion": ["taylor", "magnitude"], "fusion": ["vote", "union"]})[1]
+        (('criterion', 'taylor'), ('fusion', 'union'))
+        >>> option_products(None)
+        [()]
+    """
+    if not values:
+        return [()]
+    names = list(values)
+    return [tuple(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
 
 
 def grid_cells(
@@ -174,12 +207,20 @@ def grid_cells(
                     dense = RunConfig(dataset, DENSE, tasks, 0.0, profile, seed)
                     dense_cells.append(GridCell(dense.validated(), protocol))
                 for method, method_protocols in block["methods"].items():
-                    for sparsity in block["sparsities"]:
+                    alike = trains_alike(method, dataset_settings)
+                    combos = option_products((block.get("options") or {}).get(method))
+                    for sparsity, options in itertools.product(block["sparsities"], combos):
                         for protocol in method_protocols:
-                            alike = trains_alike(method, dataset_settings)
                             trained = DEFAULT_PROTOCOL if alike else protocol
                             config = RunConfig(
-                                dataset, method, tasks, sparsity, profile, seed, protocol=trained
+                                dataset,
+                                method,
+                                tasks,
+                                sparsity,
+                                profile,
+                                seed,
+                                protocol=trained,
+                                options=options,
                             )
                             cells.append(GridCell(config.validated(), protocol))
     return list(dict.fromkeys(dense_cells + [c for c in cells if c.config.method != DENSE]))

@@ -38,6 +38,27 @@ def test_cells_dedupe_protocol_free_methods_and_include_dense_references() -> No
     assert len(configs) == 4
 
 
+def test_options_give_the_product_of_their_values_and_defaults_are_the_plain_run() -> None:
+    factorial = {
+        "datasets": ["synth-nyuv2"],
+        "tasks": ["seg+depth"],
+        "methods": {"cut": ["fair"], "magnitude": ["fair"]},
+        "options": {"cut": {"criterion": ["taylor", "magnitude"], "fusion": ["vote", "union"]}},
+        "sparsities": [0.7, 0.9],
+    }
+    cells = grid_cells("smoke", blocks=[factorial, BLOCKS[0]], seeds=[0])
+    cut = [(c.config.sparsity, c.config.options) for c in cells if c.config.method == "cut"]
+    assert cut[:4] == [
+        (0.7, ()),  # taylor + vote: the authors' defaults, i.e. the plain cut run
+        (0.7, (("fusion", "union"),)),
+        (0.7, (("criterion", "magnitude"),)),
+        (0.7, (("criterion", "magnitude"), ("fusion", "union"))),
+    ]
+    # 2 sparsities × 4 combinations; BLOCKS' fair cut at 0.9 is one of them, its paper cell is new
+    assert len(cut) == 8 + 1
+    assert sum(c.config.method == "magnitude" for c in cells) == 2  # options only for cut
+
+
 @pytest.mark.parametrize(
     ("block", "message"),
     [
@@ -48,6 +69,10 @@ def test_cells_dedupe_protocol_free_methods_and_include_dense_references() -> No
         ({**BLOCKS[0], "datasets": ["mnist"]}, "unknown dataset"),
         ({**BLOCKS[0], "tasks": ["seg+colour"]}, "colour"),
         ({**BLOCKS[0], "sparsities": [1.0]}, "sparsity must be"),
+        ({**BLOCKS[0], "options": {"snip": {"x": [1]}}}, "not among the block's methods"),
+        ({**BLOCKS[0], "options": {"cut": {"fusion": []}}}, "cut.fusion lists no values"),
+        ({**BLOCKS[0], "options": {"cut": {"fusoin": ["vote"]}}}, "valid options: criterion"),
+        ({**BLOCKS[0], "options": {"cut": {"fusion": ["nope"]}}}, "vote, union"),
     ],
 )
 def test_malformed_blocks_are_rejected_with_the_reason(block: dict, message: str) -> None:
