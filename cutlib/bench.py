@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch.utils import benchmark
 from torch.utils.data import DataLoader
 
 from cutlib.data import dataset_tasks, load_dataset
@@ -72,6 +71,8 @@ class Timing:
 
 def _measure(step: Callable[[], Any], min_run_time: float) -> Timing:
     """Time ``step`` with :class:`torch.utils.benchmark.Timer` (which also synchronises CUDA)."""
+    from torch.utils import benchmark  # imported here: it loads the C++ extension machinery
+
     start = time.perf_counter()
     step()  # warm-up: allocator, lazy initialisation, compilation
     first_ms = round(1000 * (time.perf_counter() - start), 1)

@@ -5,7 +5,8 @@ A profile's ``grid`` section is a list of *blocks*; each block is a product
     datasets × task selections × methods (each with its protocols) × sparsities × seeds
 
 and the grid is the union of its blocks (the same run listed twice is made once). Seeds come from
-the profile's ``seeds`` (default ``[0]``); every block also gets the dense reference of each of its
+the profile's ``seeds`` (default ``[0]``); a block's own ``seeds`` keeps only those of them (a
+costly block on fewer seeds); every block also gets the dense reference of each of its
 selections (the pre-trained model with only the selected heads), so every table has its dense row.
 
 .. code-block:: yaml
@@ -110,7 +111,7 @@ def _selection(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _check_block(block: Mapping[str, Any], index: int) -> None:
-    known = {"datasets", "tasks", "methods", "options", "sparsities"}
+    known = {"datasets", "tasks", "methods", "options", "sparsities", "seeds"}
     unknown = sorted(set(block) - known)
     if unknown:
         raise ValueError(
@@ -202,7 +203,8 @@ def grid_cells(
             dataset_settings = load_profile(profile, dataset)
             selections = [_selection(t) for t in block.get("tasks") or [info.task_names]]
             protocols = sorted({p for ps in block["methods"].values() for p in ps})
-            for tasks, seed in ((t, s) for t in selections for s in seeds):
+            block_seeds = [s for s in seeds if s in block.get("seeds", seeds)]
+            for tasks, seed in ((t, s) for t in selections for s in block_seeds):
                 for protocol in protocols:
                     dense = RunConfig(dataset, DENSE, tasks, 0.0, profile, seed)
                     dense_cells.append(GridCell(dense.validated(), protocol))

@@ -59,6 +59,16 @@ def test_options_give_the_product_of_their_values_and_defaults_are_the_plain_run
     assert sum(c.config.method == "magnitude" for c in cells) == 2  # options only for cut
 
 
+def test_a_block_with_its_own_seeds_keeps_only_those_of_the_grid() -> None:
+    few = {**BLOCKS[0], "methods": {"magnitude": ["fair"]}, "seeds": [1, 7]}
+    cells = grid_cells("smoke", blocks=[BLOCKS[0], few], seeds=[0, 1, 2])
+    seeds = {m: sorted({c.config.seed for c in cells if c.config.method == m}) for m in ("cut",)}
+    assert seeds == {"cut": [0, 1, 2]}
+    assert sorted(c.config.seed for c in cells if c.config.method == "magnitude") == [0, 1, 2]
+    only = grid_cells("smoke", blocks=[few], seeds=[0, 1, 2])
+    assert sorted({c.config.seed for c in only}) == [1]  # seed 7 is not among the grid's
+
+
 @pytest.mark.parametrize(
     ("block", "message"),
     [

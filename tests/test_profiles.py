@@ -106,3 +106,26 @@ def test_method_settings_merge_a_methods_own_sections_under_paper_only() -> None
     assert merged.finetune.lr == own["lr"]
     assert merged.pretrain == paper.pretrain
     assert method_settings(paper, "disparse_pt", "fair") is paper
+
+
+def test_an_extending_profile_is_its_base_with_its_own_entries_merged() -> None:
+    quick, study = load_profile("quick"), load_profile("study")
+    assert _yaml("study")["extends"] == "quick"
+    for section in ("data", "model", "pretrain", "finetune", "scoring", "baselines", "eval"):
+        assert getattr(study, section) == getattr(quick, section), section
+    assert study.seeds == [0, 1, 2, 3, 4] and quick.seeds == [0]
+    assert study.grid != quick.grid and study.description != quick.description
+    assert "extends" not in study.source
+
+
+def test_extending_in_a_circle_or_an_unknown_base_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cutlib.profiles as profiles
+
+    files = {"smoke": {"extends": "quick"}, "quick": {"extends": "smoke"}, "full": {"extends": "x"}}
+    monkeypatch.setattr(profiles, "_read", lambda name: dict(files[name]))
+    with pytest.raises(ValueError, match="'quick' extends 'smoke', which extends it back"):
+        profiles._source("smoke")
+    with pytest.raises(ValueError, match="unknown profile 'x'"):
+        profiles._source("full")

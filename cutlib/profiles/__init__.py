@@ -29,7 +29,7 @@ __all__ = [
     "run_settings",
 ]
 
-PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "full", "paper")
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "study", "full", "paper")
 DEFAULT_PROFILE = "quick"
 
 #: Profile entries that say which runs to make or how to present them, not how one run goes:
@@ -103,13 +103,34 @@ def run_settings(profile: Profile) -> dict[str, Any]:
     return settings
 
 
+def _read(name: str) -> dict[str, Any]:
+    """The mapping in the package's ``<name>.yaml``."""
+    return yaml.safe_load(resources.files(__package__).joinpath(f"{name}.yaml").read_text())
+
+
+def _source(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The mapping of profile ``name``'s YAML file; a profile that starts with ``extends: BASE``
+    is BASE's mapping with its own entries merged in, section by section (lists replaced).
+
+    Raises:
+        ValueError: an unknown base profile, or profiles that extend each other in a circle.
+    """
+    source = _read(name)
+    base = source.pop("extends", None)
+    if base is None:
+        return source
+    if base in (name, *seen):
+        raise ValueError(f"profile {name!r} extends {base!r}, which extends it back")
+    check_profile_name(base)
+    return deep_merge(_source(base, (*seen, name)), source)
+
+
 @functools.cache
 def _variants(name: str) -> dict[str | None, Profile]:
     """Profile ``name`` as a whole (key ``None``) and with each dataset's overrides merged,
     parsed and validated once per process (runs, run ids and the grid read profiles thousands of
     times; profiles are frozen, so sharing them is safe)."""
-    text = resources.files(__package__).joinpath(f"{name}.yaml").read_text()
-    source = yaml.safe_load(text)
+    source = _source(name)
     overrides = source.pop("datasets", None) or {}
     variants: dict[str | None, Profile] = {None: parse_profile(source, name)}
     for dataset, changes in overrides.items():
