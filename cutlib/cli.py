@@ -246,11 +246,13 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     from cutlib.io import results_dir
     from cutlib.profiles import check_profile_name
     from cutlib.reproduce import default_out
+    from cutlib.train import checked_device
 
     try:
         check_profile_name(args.profile)
         if args.jobs < 1 or (args.threads is not None and args.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1")
+        checked_device(args.device)
         out = args.out if args.out is not None else default_out(args.profile)
         os.environ["CUTLIB_RESULTS"] = str(Path(out).resolve())
         cells = grid_cells(args.profile, datasets=args.dataset)
@@ -278,6 +280,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from cutlib.experiments import RunConfig, run
+    from cutlib.train import checked_device
 
     config = RunConfig(
         args.dataset,
@@ -292,6 +295,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         config = config.validated()
+        checked_device(args.device)
     except ValueError as err:
         return _bad_input("cutlib run", err)
     record = run(config, out=args.out, device=args.device, progress=not args.quiet)
