@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 from cutlib.data import dataset_tasks, load_dataset
 from cutlib.models import SceneNet
 from cutlib.profiles import Profile, load_profile
-from cutlib.pruning.masks import apply_masks, prunable_weights
+from cutlib.pruning.importance import joint_importance
+from cutlib.pruning.masks import apply_masks
 from cutlib.pruning.thresholds import Ranking
 from cutlib.train import TrainConfig, resolve_device, train
 
@@ -129,11 +130,8 @@ def _model(profile: Profile, tasks: Sequence[Any], device: torch.device, seed: i
 
 
 def _random_masks(model: SceneNet, sparsity: float, seed: int) -> dict[str, Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    scores = {
-        w.name: torch.rand(w.module.weight.shape, generator=generator)
-        for w in prunable_weights(model)
-    }
+    """Masks keeping a random ``1 − sparsity`` of the prunable weights (random pruning's)."""
+    scores = joint_importance(model, [], model.task_names, "random", seed=seed)
     return Ranking(scores).masks(1.0 - sparsity)
 
 

@@ -68,6 +68,7 @@ HOMONYMS: dict[tuple[str, str], str] = {
     ("magnitude", "cutlib.methods.channel_magnitude"): "the |w| criterion of its channels",
     ("magnitude", "cutlib.ablations"): "the criteria CUT is ablated with",
     ("random", "cutlib.ablations"): "the criteria CUT is ablated with",
+    ("random", "cutlib.bench"): "the random criterion of the masked step's masks",
     ("random", "cutlib.data.transforms"): "random padding of a crop",
     ("random", "cutlib.data.real"): "random padding of a crop",
     ("random", "cutlib.data"): "random padding of a crop",
