@@ -91,13 +91,19 @@ def _trivial_loss(outputs: dict[str, Tensor]) -> Tensor:
     return sum(out.float().mean() for out in outputs.values())  # type: ignore[return-value]
 
 
+def check_variants(variants: Sequence[str]) -> None:
+    """Raise ValueError naming the valid variants if one of ``variants`` is unknown."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
+
+
 def bare_train_step(
     model: SceneNet, images: Tensor, variant: Variant = "eager", lr: float = 1e-3
 ) -> Callable[[], None]:
     """One bare training step of ``model`` on ``images`` (forward, trivial loss, backward, Adam),
     in the memory format and compilation mode of ``variant``."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    check_variants([variant])
     model.train()
     if variant == "channels_last":
         model = model.to(memory_format=torch.channels_last)

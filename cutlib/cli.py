@@ -388,7 +388,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from cutlib.bench import VARIANTS, bench
+    from cutlib.bench import bench, check_variants
     from cutlib.data import dataset_info
     from cutlib.profiles import check_profile_name
     from cutlib.train import checked_device
@@ -396,9 +396,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     try:
         check_profile_name(args.profile)
         dataset_info(args.dataset)
-        unknown = [v for v in args.variants if v not in VARIANTS]
-        if unknown:
-            raise ValueError(f"unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
+        check_variants(args.variants)
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         if args.seconds <= 0 or args.iterations < 1:
