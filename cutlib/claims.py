@@ -1,18 +1,16 @@
 """The papers' claims, checked against this run's numbers
-(docs/method/disparse.md#published-results).
+(docs/method/disparse.md#published-results, docs/method/metrics.md#statistics-over-seeds).
 
 Each comparative claim "A beats B" is checked on Δ_MTL (percent against the dense model, higher is
 better) in every setting of the grid where both methods ran: dataset, task selection, sparsity and
-protocol. With the seeds' Δ_MTL of A and of B, the difference of the means is compared with a
-margin that is the larger of
-
-- twice the standard error of that difference, ``2·sqrt(s_A²/n_A + s_B²/n_B)`` (sample standard
-  deviations; about a 95 % interval for normal errors), and
-- a floor, the profile's ``claims.noise_floor``: the seed-to-seed spread measured once on that
-  profile (its comment says how), needed because with one seed there is no spread to compute.
-
-Verdict: **holds** when the difference exceeds the margin, **does not hold** when it is below minus
-the margin, and **within noise** otherwise.
+protocol. The two methods are compared **paired by seed** (:func:`cutlib.significance.
+paired_comparison`): each seed's runs share that seed's data and pre-trained model, so the claim
+is judged on the per-seed differences d_s = Δ_MTL_s(A) − Δ_MTL_s(B), their mean and its 95 %
+Student-t interval. Verdict: **holds** when the interval lies above 0, **does not hold** when it
+lies below, **undecided** otherwise; each row also gives the **detectable difference**, the
+smallest true difference these seeds could have detected with 80 % power. The noise is measured
+from the seeds, never chosen: a setting with a single shared seed has no interval and is reported
+as a **single seed** observation, its difference shown but not judged.
 
 The watershed claim (task masks agree in early layers and diverge after a "watershed" layer,
 DiSparse Fig. ``density_plot``, which CUT's fusion relies on) is checked on the per-layer IoU of
@@ -23,8 +21,7 @@ exceeds that over the second half by more than ``claims.watershed_margin``.
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
@@ -32,8 +29,10 @@ from typing import Literal
 import pandas as pd
 import yaml
 
-Verdict = Literal["holds", "does not hold", "within noise"]
-VERDICTS: tuple[Verdict, ...] = ("holds", "does not hold", "within noise")
+from cutlib.significance import mean_ci, paired_comparison
+
+Verdict = Literal["holds", "does not hold", "undecided", "single seed"]
+VERDICTS: tuple[Verdict, ...] = ("holds", "does not hold", "undecided", "single seed")
 
 
 @dataclass(frozen=True)
@@ -64,64 +63,68 @@ def paper_claims() -> tuple[Claim, ...]:
 CLAIMS: tuple[Claim, ...] = paper_claims()
 
 
-def margin(better: Sequence[float], worse: Sequence[float], noise_floor: float) -> float:
-    """The margin a difference of means must exceed: max(floor, 2 × its standard error).
+def compare(better: Mapping[int, float], worse: Mapping[int, float]) -> dict[str, object]:
+    """One claim in one setting: ``better`` and ``worse`` map seed → Δ_MTL.
+
+    Returns the shared ``seeds``, each side's mean ± 95 % half-width over those seeds, the mean
+    paired ``difference`` with its interval (``ci_low``, ``ci_high``), the ``detectable``
+    difference and the ``verdict`` (module docstring); with one shared seed the interval and the
+    detectable difference are NaN and the verdict is ``single seed``.
 
     Example:
-        >>> margin([1.0], [0.0], 0.5), round(margin([1.0, 3.0], [0.0, 0.0], 0.5), 3)
-        (0.5, 2.0)
+        >>> row = compare({0: 3.0, 1: 3.5, 2: 2.5}, {0: 1.0, 1: 1.2, 2: 0.9})
+        >>> round(row["difference"], 4), row["verdict"]
+        (1.9667, 'holds')
+        >>> compare({0: 3.0}, {0: 1.0})["verdict"]
+        'single seed'
     """
-    if noise_floor < 0:
-        raise ValueError(f"the noise floor must be ≥ 0, got {noise_floor}")
-
-    def variance_of_mean(values: Sequence[float]) -> float:
-        return statistics.variance(values) / len(values) if len(values) > 1 else 0.0
-
-    standard_error = math.sqrt(variance_of_mean(better) + variance_of_mean(worse))
-    return max(noise_floor, 2.0 * standard_error)
-
-
-def verdict(better: Sequence[float], worse: Sequence[float], noise_floor: float) -> Verdict:
-    """Whether ``better`` (seed values, higher is better) beats ``worse`` beyond the noise.
-
-    Example:
-        >>> verdict([2.0], [0.0], 1.0), verdict([0.0], [2.0], 1.0), verdict([0.5], [0.0], 1.0)
-        ('holds', 'does not hold', 'within noise')
-    """
-    if not better or not worse:
-        raise ValueError("a verdict needs at least one value on each side")
-    difference = statistics.fmean(better) - statistics.fmean(worse)
-    bound = margin(better, worse, noise_floor)
-    if difference > bound:
-        return "holds"
-    if difference < -bound:
-        return "does not hold"
-    return "within noise"
+    seeds = sorted(set(better) & set(worse))
+    if not seeds:
+        raise ValueError(f"no shared seed: {sorted(better)} against {sorted(worse)}")
+    sides = {
+        name: _spread([values[s] for s in seeds])
+        for name, values in (("better", better), ("worse", worse))
+    }
+    if len(seeds) == 1:
+        difference = better[seeds[0]] - worse[seeds[0]]
+        low = high = detectable = math.nan
+        judged: Verdict = "single seed"
+    else:
+        paired = paired_comparison(better, worse)
+        difference, low, high = paired.difference.mean, paired.difference.low, paired.difference.high
+        detectable, judged = paired.detectable, paired.verdict
+    return {"seeds": len(seeds)} | sides | {
+        "difference": difference,
+        "ci_low": low,
+        "ci_high": high,
+        "detectable": detectable,
+        "verdict": judged,
+    }
 
 
 def _spread(values: Sequence[float]) -> str:
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:+.2f}"
-    return f"{mean:+.2f} ± {statistics.stdev(values):.2f}"
+    """``mean ± half-width of its 95 % interval``, or the mean alone for one value."""
+    estimate = mean_ci(values)
+    if estimate.n < 2:
+        return f"{estimate.mean:+.2f}"
+    return f"{estimate.mean:+.2f} ± {estimate.half_width:.2f}"
 
 
-def check_claims(
-    runs: pd.DataFrame, noise_floor: float, claims: Sequence[Claim] = CLAIMS
-) -> pd.DataFrame:
+def check_claims(runs: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
     """Every comparative claim in every setting where both of its methods ran.
 
     Args:
         runs: the grid's tidy table (:func:`cutlib.grid.collect`); its ``delta_mtl`` rows are used.
-        noise_floor: Δ_MTL points below which a difference counts as noise (module docstring).
         claims: the claims to check.
 
     Returns:
         One row per (claim, setting): ``source``, ``claim``, ``against`` (the method names),
-        ``dataset``, ``tasks``, ``protocol``, ``sparsity``, ``seeds``, ``better`` and ``worse``
-        (Δ_MTL mean ± std), ``difference``, ``margin`` and ``verdict``.
+        ``note``, the setting, then the columns of :func:`compare`. Runs with method options
+        (an ablation's variants) are left out: a claim is about the method as published.
     """
     delta = runs[runs["metric"] == "delta_mtl"]
+    if "options" in delta:  # a run with non-default method options is an ablation, not the method
+        delta = delta[delta["options"].fillna("") == ""]
     setting = ["dataset", "tasks", "protocol", "sparsity"]
     rows = []
     for claim in claims:
@@ -131,9 +134,10 @@ def check_claims(
             right = b
             for column, value in zip(setting, key, strict=True):
                 right = right[right[column] == value]
-            if right.empty:
+            better = dict(zip(left["seed"].astype(int), left["value"], strict=True))
+            worse = dict(zip(right["seed"].astype(int), right["value"], strict=True))
+            if not set(better) & set(worse):
                 continue
-            better, worse = list(left["value"]), list(right["value"])
             rows.append(
                 dict(zip(setting, key, strict=True))
                 | {
@@ -141,27 +145,23 @@ def check_claims(
                     "claim": claim.statement,
                     "against": f"{claim.better} vs {claim.worse}",
                     "note": claim.note,
-                    "seeds": min(len(better), len(worse)),
-                    "better": _spread(better),
-                    "worse": _spread(worse),
-                    "difference": statistics.fmean(better) - statistics.fmean(worse),
-                    "margin": margin(better, worse, noise_floor),
-                    "verdict": verdict(better, worse, noise_floor),
                 }
+                | compare(better, worse)
             )
     columns = ["source", "claim", "against", "note", *setting, "seeds", "better", "worse"]
-    columns += ["difference", "margin", "verdict"]
+    columns += ["difference", "ci_low", "ci_high", "detectable", "verdict"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def summarise_claims(checked: pd.DataFrame) -> pd.DataFrame:
-    """Per claim and method pair: in how many settings it holds, fails or is within noise.
+    """Per claim and method pair: in how many settings it holds, fails, is undecided or rests on
+    a single seed.
 
     Example:
         >>> frame = pd.DataFrame({"source": ["CUT"] * 3, "claim": ["c"] * 3,
-        ...     "against": ["cut vs snip"] * 3, "verdict": ["holds", "holds", "within noise"]})
+        ...     "against": ["cut vs snip"] * 3, "verdict": ["holds", "holds", "undecided"]})
         >>> summarise_claims(frame).iloc[0].to_dict()["overall"]
-        'holds in 2, within noise in 1 of 3 settings'
+        'holds in 2, undecided in 1 of 3 settings'
     """
     rows = []
     for (source, claim, against), group in checked.groupby(
@@ -176,7 +176,8 @@ def summarise_claims(checked: pd.DataFrame) -> pd.DataFrame:
             overall = {
                 "holds": f"holds in all {total} settings",
                 "does not hold": f"does not hold in any of {total} settings",
-                "within noise": f"within noise in all {total} settings",
+                "undecided": f"undecided in all {total} settings",
+                "single seed": f"single seed in all {total} settings",
             }[present[0]]
         else:
             overall = ", ".join(f"{v} in {row[v]}" for v in present) + f" of {total} settings"
@@ -184,9 +185,12 @@ def summarise_claims(checked: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "claim", "against", *VERDICTS, "overall"])
 
 
-def watershed_verdict(layer_iou: Sequence[float], margin_: float) -> tuple[float, float, Verdict]:
+def watershed_verdict(
+    layer_iou: Sequence[float], margin: float
+) -> tuple[float, float, Literal["holds", "does not hold", "undecided"]]:
     """Early vs late agreement of task masks: the mean IoU of the first and the second half of
-    the backbone layers (in depth order), and whether early exceeds late by more than ``margin_``.
+    the backbone layers (in depth order), and whether early exceeds late by more than ``margin``
+    (``does not hold`` when late exceeds early by more than it; ``undecided`` in between).
 
     Example:
         >>> watershed_verdict([0.9, 0.8, 0.2, 0.1], 0.1)
@@ -196,40 +200,49 @@ def watershed_verdict(layer_iou: Sequence[float], margin_: float) -> tuple[float
     if len(values) < 2:
         raise ValueError("the watershed needs the IoU of at least two layers")
     half = len(values) // 2
-    early = sum(values[:half]) / half
-    late = sum(values[half:]) / (len(values) - half)
-    return round(early, 12), round(late, 12), verdict([early], [late], margin_)
+    early = round(sum(values[:half]) / half, 12)
+    late = round(sum(values[half:]) / (len(values) - half), 12)
+    if early - late > margin:
+        return early, late, "holds"
+    if late - early > margin:
+        return early, late, "does not hold"
+    return early, late, "undecided"
 
 
 def claims_markdown(
-    checked: pd.DataFrame,
-    watershed: pd.DataFrame,
-    *,
-    profile: str,
-    noise_floor: float,
-    watershed_margin: float,
+    checked: pd.DataFrame, watershed: pd.DataFrame, *, profile: str, watershed_margin: float
 ) -> str:
-    """``results/tables/claims.md``: how the verdicts are reached, the summary per claim, the
-    watershed per dataset, and every setting's numbers."""
+    """``claims.md``: how the verdicts are reached, the summary per claim, the watershed per
+    dataset, and every setting's numbers."""
     summary = summarise_claims(checked)
     details = checked.drop(columns=["source", "note"]).copy()
     details["sparsity"] = details["sparsity"].map(lambda s: f"{s:.0%}")
-    for column in ("difference", "margin"):
-        details[column] = details[column].map(lambda v: f"{v:.2f}")
+    details["95 % CI"] = [
+        "—" if math.isnan(low) else f"[{low:+.2f}, {high:+.2f}]"
+        for low, high in zip(details.pop("ci_low"), details.pop("ci_high"), strict=True)
+    ]
+    details["difference"] = details["difference"].map(lambda v: f"{v:+.2f}")
+    details["detectable"] = details["detectable"].map(lambda v: "—" if math.isnan(v) else f"{v:.2f}")
+    order = [c for c in details.columns if c not in ("95 % CI", "detectable", "verdict")]
+    details = details[[*order, "95 % CI", "detectable", "verdict"]]
+    seeds = sorted(set(checked["seeds"])) if len(checked) else []
     parts = [
         f"# The papers' claims, checked on this run ({profile} profile)",
         "",
-        "Written by `notebooks/07_results.ipynb` from `runs.csv`; nothing here is edited by hand.",
-        'A claim "A beats B" is checked on Δ_MTL (% against the dense model) in every setting '
-        "where both ran: it **holds** when A's mean exceeds B's by more than the margin, "
-        "**does not hold** when it falls short by more than the margin, and is **within noise** "
-        "otherwise. The margin is the larger of twice the standard error of the difference over "
-        f"seeds and a noise floor of {noise_floor:g} Δ_MTL points (`claims.noise_floor`). The "
-        "watershed holds when the mean IoU of the task masks over the first half of the backbone "
-        f"layers exceeds that over the second half by more than {watershed_margin:g}.",
+        "Written by `notebooks/07_results.ipynb` from the runs table; nothing here is edited by "
+        'hand. A claim "A beats B" is checked on Δ_MTL (% against the dense model) in every '
+        "setting where both ran, paired by seed: `difference` is the mean over seeds of "
+        "Δ_MTL(A) − Δ_MTL(B), with its 95 % Student-t interval. It **holds** when the interval "
+        "lies above 0, **does not hold** when it lies below 0 and is **undecided** otherwise; "
+        "`detectable` is the smallest true difference these seeds could have detected (80 % "
+        "power). A setting with one seed has no interval: its difference is a **single seed** "
+        "observation, not a verdict. The watershed holds when the mean IoU of the task masks over "
+        "the first half of the backbone layers exceeds that over the second half by more than "
+        f"{watershed_margin:g}.",
         "",
-        "These are synthetic scenes and a small network: a verdict here says what the method "
-        "does on this benchmark, not whether the paper's real-data numbers are right.",
+        f"Seeds per setting: {', '.join(map(str, seeds)) or 'none'}. These are synthetic scenes "
+        "and a small network: a verdict here says what the method does on this benchmark, not "
+        "whether the paper's real-data numbers are right.",
         "",
         "## Summary",
         "",
@@ -241,7 +254,7 @@ def claims_markdown(
         "",
         "## Every setting",
         "",
-        details.to_markdown(index=False),
+        details.to_markdown(index=False, disable_numparse=True),
         "",
     ]
     return "\n".join(parts)

@@ -143,11 +143,13 @@ def build_transform(augment: bool, normalization: str = "imagenet") -> v2.Compos
     and normalisation (:func:`normalize_steps`).
 
     Augmentation (training split only): horizontal flip with p = 0.5 (normals mirrored) and a mild
-    colour jitter of the image. Labels are never resampled, so depth stays metric.
+    jitter of the image's brightness, contrast and saturation. Labels are never resampled, so
+    depth stays metric. No hue jitter: it cost 0.9 ms per sample, two thirds of the jitter and
+    a tenth of a quick training step on a 2-core CPU, for a shift of ±0.02 of the colour wheel.
     """
     steps: list[v2.Transform] = []
     if augment:
-        steps += [RandomHorizontalFlip(p=0.5), v2.ColorJitter(0.2, 0.2, 0.2, 0.02)]
+        steps += [RandomHorizontalFlip(p=0.5), v2.ColorJitter(0.2, 0.2, 0.2)]
     return v2.Compose(steps + normalize_steps(normalization))
 
 

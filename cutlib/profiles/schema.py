@@ -110,7 +110,6 @@ class EvalSettings:
 class ClaimSettings:
     """Notebook 07's checks of the paper's claims."""
 
-    noise_floor: float  #: Δ_MTL points treated as noise with a single seed
     watershed_margin: float  #: early minus late mean IoU of the task masks
     watershed_kappa: float  #: κ of the task masks compared in the watershed
 
