@@ -91,15 +91,20 @@ def compare(better: Mapping[int, float], worse: Mapping[int, float]) -> dict[str
         judged: Verdict = "single seed"
     else:
         paired = paired_comparison(better, worse)
-        difference, low, high = paired.difference.mean, paired.difference.low, paired.difference.high
+        estimate = paired.difference
+        difference, low, high = estimate.mean, estimate.low, estimate.high
         detectable, judged = paired.detectable, paired.verdict
-    return {"seeds": len(seeds)} | sides | {
-        "difference": difference,
-        "ci_low": low,
-        "ci_high": high,
-        "detectable": detectable,
-        "verdict": judged,
-    }
+    return (
+        {"seeds": len(seeds)}
+        | sides
+        | {
+            "difference": difference,
+            "ci_low": low,
+            "ci_high": high,
+            "detectable": detectable,
+            "verdict": judged,
+        }
+    )
 
 
 def _spread(values: Sequence[float]) -> str:
@@ -222,7 +227,9 @@ def claims_markdown(
         for low, high in zip(details.pop("ci_low"), details.pop("ci_high"), strict=True)
     ]
     details["difference"] = details["difference"].map(lambda v: f"{v:+.2f}")
-    details["detectable"] = details["detectable"].map(lambda v: "—" if math.isnan(v) else f"{v:.2f}")
+    details["detectable"] = [
+        f"{v:.2f}" if not math.isnan(v) else "—" for v in details["detectable"]
+    ]
     order = [c for c in details.columns if c not in ("95 % CI", "detectable", "verdict")]
     details = details[[*order, "95 % CI", "detectable", "verdict"]]
     seeds = sorted(set(checked["seeds"])) if len(checked) else []

@@ -79,7 +79,7 @@ def test_verdict_truth_table(better, worse, expected) -> None:
 def test_a_single_seed_shows_its_difference_without_an_interval() -> None:
     row = compare({0: 5.0}, {0: 1.5})
     assert row["difference"] == 3.5 and row["better"] == "+5.00"
-    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"]) and math.isnan(row["detectable"])
+    assert all(math.isnan(row[key]) for key in ("ci_low", "ci_high", "detectable"))
     with pytest.raises(ValueError, match="no shared seed"):
         compare({0: 1.0}, {1: 1.0})
 
