@@ -1,5 +1,7 @@
-# make reproduce   set up if needed, then execute every notebook (quick profile, ~20 min on 2 cores)
-# make test        set up if needed, then run the test suite (< 10 min on 2 cores)
+# make reproduce     set up if needed, then execute every notebook (quick profile, ~10 min on 2 cores)
+# make test          set up if needed, then run the test suite (< 10 min on 2 cores)
+# make study         the multi-seed study, seed by seed, keeping run records (hours on 2 cores)
+# make study-tables  rebuild results/study/'s tables and figures from its run records (minutes)
 # make setup       create .venv and install cutlib with its dependencies
 # make lab         open JupyterLab on the notebooks
 PYTHON ?= python3
@@ -8,7 +10,7 @@ PROFILE ?= quick
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cutlib-installed
 
-.PHONY: setup test reproduce lab lint strip clean-runs
+.PHONY: setup test reproduce study study-tables lab lint strip clean-runs
 
 setup: $(STAMP)
 
@@ -23,6 +25,15 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/cutlib reproduce --profile $(PROFILE)
+
+study: $(STAMP)
+	for seed in 0 1 2 3 4; do \
+		$(BIN)/cutlib grid --profile study --jobs 2 --seeds $$seed --records || exit 1; \
+	done
+	$(BIN)/cutlib reproduce --profile study --only 07
+
+study-tables: $(STAMP)
+	$(BIN)/cutlib reproduce --profile study --only 07 -p model_figures=false
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILE_NAMES)}"
     )
     grid.add_argument("--dataset", type=_split_list, help="only these datasets of the grid")
+    grid.add_argument(
+        "--seeds", type=_split_list, help="only these seeds of the profile's, e.g. 0 or 0,1"
+    )
+    grid.add_argument(
+        "--records",
+        action="store_true",
+        help="also copy each finished run's metrics and history (no weights) to <out>/records/",
+    )
     grid.add_argument("--jobs", type=int, default=1, help="parallel runs (processes)")
     grid.add_argument(
         "--threads", type=int, help="CPU threads per run (default: 1 with --jobs > 1)"
@@ -242,7 +250,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_grid(args: argparse.Namespace) -> int:
     import os
 
-    from cutlib.grid import grid_cells, pending_runs, run_grid, write_runs_table
+    from cutlib.grid import (
+        export_records,
+        grid_cells,
+        pending_runs,
+        records_dir,
+        run_grid,
+        write_runs_table,
+    )
     from cutlib.io import results_dir
     from cutlib.profiles import check_profile_name
     from cutlib.reproduce import default_out
@@ -255,7 +270,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         checked_device(args.device)
         out = args.out if args.out is not None else default_out(args.profile)
         os.environ["CUTLIB_RESULTS"] = str(Path(out).resolve())
-        cells = grid_cells(args.profile, datasets=args.dataset)
+        cells = grid_cells(args.profile, datasets=args.dataset, seeds=_grid_seeds(args))
     except ValueError as err:
         return _bad_input("cutlib grid", err)
     if not cells:
@@ -273,9 +288,32 @@ def _cmd_grid(args: argparse.Namespace) -> int:
             )
         return 0
     run_grid(cells, jobs=args.jobs, threads=args.threads, device=args.device)
+    if args.records:
+        print(f"run records: {export_records(cells)} runs in {records_dir()}")
     _, path = write_runs_table(cells)
     print(f"runs table: {path}")
     return 0
+
+
+def _grid_seeds(args: argparse.Namespace) -> list[int] | None:
+    """The seeds ``--seeds`` keeps (``None``: all of the profile's).
+
+    Raises:
+        ValueError: a seed that is not an integer or not among the profile's seeds.
+    """
+    from cutlib.profiles import load_profile
+
+    if args.seeds is None:
+        return None
+    known = list(load_profile(args.profile).seeds)
+    try:
+        seeds = [int(seed) for seed in args.seeds]
+    except ValueError:
+        raise ValueError(f"--seeds takes integers, got {','.join(args.seeds)!r}") from None
+    unknown = [seed for seed in seeds if seed not in known]
+    if unknown:
+        raise ValueError(f"seed {unknown[0]} is not in the {args.profile} profile's seeds {known}")
+    return seeds
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

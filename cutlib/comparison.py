@@ -1,25 +1,24 @@
-"""The grid's tables and its metric-vs-sparsity figure (issue 5), from the tidy table of
-:func:`cutlib.grid.collect`.
+"""The grid's tables, from the tidy table of :func:`cutlib.grid.collect` (its figures are in
+:mod:`cutlib.comparison_figures`).
 
 Tables follow DiSparse's layout (docs/method/disparse.md#published-results): one row per method, one
 column per metric of the selected tasks with its direction (↑ higher is better, ↓ lower), the best
-method in **bold** (the dense reference is not a contender), ``mean ± std`` over seeds when there
-are several. Each table comes as a numeric frame (means; the CSV) and a formatted one (the
-Markdown).
+method in **bold** (the dense reference is not a contender), ``mean ± CI`` over seeds when there
+are several: the half-width of the mean's 95 % Student-t interval
+(docs/method/metrics.md#statistics-over-seeds). Each table comes as a numeric frame (means; the
+CSV) and a formatted one (the Markdown).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.figure import Figure
 
 from cutlib.methods import DENSE, METHODS
 from cutlib.methods.cut import NAME as CUT
+from cutlib.significance import mean_ci, paired_comparison
 from cutlib.tasks import TaskSpec
 
 #: The Δ_MTL rows of the tidy table.
@@ -34,13 +33,14 @@ def column_label(task: str, metric: str, higher: bool) -> str:
 
 
 def _summary(values: pd.Series) -> tuple[float, float, int]:
-    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return float(values.mean()), std, len(values)
+    """The mean, the half-width of its 95 % Student-t interval (NaN for one value), the count."""
+    estimate = mean_ci(list(values))
+    return estimate.mean, estimate.half_width, estimate.n
 
 
-def _formatted(mean: float, std: float, n: int, precision: int) -> str:
+def _formatted(mean: float, half_width: float, n: int, precision: int) -> str:
     if n > 1:
-        return f"{mean:.{precision}f} ± {std:.{precision}f}"
+        return f"{mean:.{precision}f} ± {half_width:.{precision}f}"
     return f"{mean:.{precision}f}"
 
 
@@ -64,6 +64,23 @@ def _significant_precision(value: float) -> int:
     return int(max(2, 3 - np.floor(np.log10(abs(value)))))
 
 
+def variants_apart(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each run that has method options (an ablation variant) named
+    ``method [options]`` in the ``method`` column, so that a table keeps it apart from the method
+    as published.
+
+    Example:
+        >>> frame = pd.DataFrame({"method": ["cut", "cut"], "options": ["", "fusion=union"]})
+        >>> list(variants_apart(frame)["method"])
+        ['cut', 'cut [fusion=union]']
+    """
+    if "options" not in runs:
+        return runs
+    options = runs["options"].fillna("")
+    named = runs["method"].where(options == "", runs["method"] + " [" + options + "]")
+    return runs.assign(method=named)
+
+
 def method_table(
     runs: pd.DataFrame, dataset: str, tasks: str, sparsity: float, protocol: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -71,12 +88,13 @@ def method_table(
     every metric of the selected tasks and Δ_MTL.
 
     Returns:
-        ``(numeric, formatted)``: means (with a ``seeds`` column) for the CSV; ``mean ± std``
+        ``(numeric, formatted)``: means (with a ``seeds`` column) for the CSV; ``mean ± CI``
         strings with the best method of each column in bold for the Markdown.
 
     Raises:
         ValueError: if the grid has no run of this setting.
     """
+    runs = variants_apart(runs)
     chosen = runs[
         (runs["dataset"] == dataset)
         & (runs["tasks"] == tasks)
@@ -130,6 +148,7 @@ def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFram
 def delta_table(runs: pd.DataFrame, dataset: str, tasks: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Δ_MTL of every method (and protocol) at every sparsity of one dataset and selection:
     rows = ``method (protocol)``, columns = sparsities, the best of each column in bold."""
+    runs = variants_apart(runs)
     chosen = runs[
         (runs["dataset"] == dataset)
         & (runs["tasks"] == tasks)
@@ -149,6 +168,7 @@ def selections_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Δ_MTL of every method on every task selection of a dataset at one sparsity and protocol:
     rows = methods, columns = selections (``seg+depth`` …), the best of each column in bold."""
+    runs = variants_apart(runs)
     chosen = runs[
         (runs["dataset"] == dataset)
         & np.isclose(runs["sparsity"], sparsity)
@@ -162,7 +182,7 @@ def selections_table(
 
 
 def _pivot(chosen: pd.DataFrame, row: str, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Means and ``mean ± std`` of ``value`` by (row, column), best (highest) per column bold;
+    """Means and ``mean ± CI`` of ``value`` by (row, column), best (highest) per column bold;
     rows by their mean over the columns, best first."""
     numeric: dict[str, dict[str, float]] = {}
     text: dict[str, dict[str, str]] = {}
@@ -179,53 +199,48 @@ def _pivot(chosen: pd.DataFrame, row: str, column: str) -> tuple[pd.DataFrame, p
     )
 
 
-def plot_against_sparsity(
+def paired_differences(
     runs: pd.DataFrame,
     dataset: str,
     tasks: str,
     protocol: str,
-    metrics: Sequence[tuple[str, str]],
-) -> Figure:
-    """Δ_MTL and each given (task, metric) against sparsity, one line per method, error bars =
-    one standard deviation over seeds; the dense model as a dashed horizontal line."""
+    reference: str = CUT,
+    measure: tuple[str, str] = DELTA,
+) -> pd.DataFrame:
+    """Each method minus ``reference`` on ``measure``, paired by seed, per sparsity: ``method``,
+    ``sparsity``, ``seeds``, ``difference`` (mean) and its 95 % interval ``low``, ``high`` (NaN
+    with one shared seed). Runs with method options (ablation variants) are left out."""
     chosen = runs[
-        (runs["dataset"] == dataset) & (runs["tasks"] == tasks) & (runs["protocol"] == protocol)
+        (runs["dataset"] == dataset)
+        & (runs["tasks"] == tasks)
+        & (runs["protocol"] == protocol)
+        & (runs["task"] == measure[0])
+        & (runs["metric"] == measure[1])
     ]
-    panels = [DELTA, *metrics]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    methods = sorted(set(chosen["method"]) - {DENSE})
-    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
-    for ax, (task, metric) in zip(axes[0], panels, strict=True):
-        values = chosen[(chosen["task"] == task) & (chosen["metric"] == metric)]
-        pruned = values[values["method"] != DENSE]
-        higher = bool(values["higher_is_better"].iloc[0]) if len(values) else True
-        sns.lineplot(
-            pruned,
-            x="sparsity",
-            y="value",
-            hue="method",
-            hue_order=methods,
-            palette=palette,
-            errorbar="sd",
-            err_style="bars",
-            marker="o",
-            ax=ax,
-            legend=ax is axes[0][-1],
+    if "options" in chosen:
+        chosen = chosen[chosen["options"].fillna("") == ""]
+    by_seed = {
+        key: dict(zip(block["seed"].astype(int), block["value"], strict=True))
+        for key, block in chosen.groupby(["method", "sparsity"], sort=True)
+    }
+    rows = []
+    for (method, sparsity), values in by_seed.items():
+        base = by_seed.get((reference, sparsity))
+        if method in (reference, DENSE) or base is None:
+            continue
+        shared = sorted(set(values) & set(base))
+        if len(shared) >= 2:
+            estimate = paired_comparison(values, base).difference
+            mean, low, high = estimate.mean, estimate.low, estimate.high
+        elif shared:
+            mean, low, high = values[shared[0]] - base[shared[0]], np.nan, np.nan
+        else:
+            continue
+        rows.append(
+            {"method": method, "sparsity": sparsity, "seeds": len(shared)}
+            | {"difference": mean, "low": low, "high": high}
         )
-        dense = values[values["method"] == DENSE]["value"]
-        if (task, metric) == DELTA:
-            ax.axhline(0.0, color="black", ls="--", lw=1, label="dense")
-        elif len(dense):
-            ax.axhline(float(dense.mean()), color="black", ls="--", lw=1, label="dense")
-        ax.set_title(column_label(task, metric, higher), fontsize=10)
-        ax.set_xlabel("sparsity of the deployed model")
-        ax.set_ylabel("")
-        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:.0%}"))
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    axes[0][-1].legend(handles, labels, fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.suptitle(f"{dataset}, {tasks}, {protocol} protocol", y=1.02)
-    fig.tight_layout()
-    return fig
+    return pd.DataFrame(rows, columns=["method", "sparsity", "seeds", "difference", "low", "high"])
 
 
 def dense_reference(
@@ -236,7 +251,7 @@ def dense_reference(
 
     Returns:
         ``(numeric, formatted)`` with columns ``task``, ``metric`` (with its direction),
-        ``dense``, ``trivial`` (means; ``mean ± std`` in the formatted frame).
+        ``dense``, ``trivial`` (means; ``mean ± CI`` in the formatted frame).
     """
     if not records:
         raise ValueError("no pre-trained runs given")

@@ -216,13 +216,11 @@ def run_directory(config: RunConfig) -> Path:
     return results_dir() / "runs" / run_id(config)
 
 
-def pretrained_run(
-    config: RunConfig, device: str | torch.device = "auto", progress: bool = True
-) -> Path:
-    """The run folder of the dense pre-trained model for ``config``'s dataset, profile and seed,
-    training it first if it is not in the run store."""
+def pretraining_config(config: RunConfig) -> RunConfig:
+    """The dense pre-training run that ``config``'s run starts from: the same dataset, profile,
+    seed and data, every task, no pruning."""
     info = dataset_info(config.dataset)
-    dense = RunConfig(
+    return RunConfig(
         config.dataset,
         DENSE,
         info.task_names,
@@ -231,7 +229,14 @@ def pretrained_run(
         config.seed,
         data_root=config.data_root,
     )
-    return run(dense, device=device, progress=progress).directory
+
+
+def pretrained_run(
+    config: RunConfig, device: str | torch.device = "auto", progress: bool = True
+) -> Path:
+    """The run folder of the dense pre-trained model for ``config``'s dataset, profile and seed
+    (:func:`pretraining_config`), training it first if it is not in the run store."""
+    return run(pretraining_config(config), device=device, progress=progress).directory
 
 
 def pretrained_task_scores(

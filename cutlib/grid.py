@@ -52,7 +52,14 @@ import torch
 from tqdm.auto import tqdm
 
 from cutlib.data import dataset_info
-from cutlib.experiments import RunConfig, resolve, run, run_directory, run_id
+from cutlib.experiments import (
+    RunConfig,
+    pretraining_config,
+    resolve,
+    run,
+    run_directory,
+    run_id,
+)
 from cutlib.io import read_json, results_dir
 from cutlib.methods import DEFAULT_PROTOCOL, DENSE, METHODS, PROTOCOLS, get_method
 from cutlib.profiles import Profile, load_profile
@@ -245,8 +252,48 @@ def _unique_configs(cells: Iterable[GridCell]) -> list[RunConfig]:
     return list(dict.fromkeys(c.config for c in cells))
 
 
+#: The files of a run that make its record: enough to rebuild every table and figure of a grid
+#: (metrics and training histories), without the weights.
+RECORD_FILES: tuple[str, ...] = ("config.json", "metrics.json", "history.json")
+
+
+def records_dir() -> Path:
+    """Where committed run records live: ``<results>/records/<run id>/`` (:data:`RECORD_FILES`)."""
+    return results_dir() / "records"
+
+
+def run_file(config: RunConfig, name: str = "metrics.json") -> Path:
+    """``name`` of the run ``config``: from the run store if it is there, else from its record
+    (:func:`records_dir`); the run store's path when neither has it."""
+    stored = run_directory(config) / name
+    if stored.is_file():
+        return stored
+    recorded = records_dir() / run_id(config) / name
+    return recorded if recorded.is_file() else stored
+
+
+def export_records(cells: Iterable[GridCell]) -> int:
+    """Copy the :data:`RECORD_FILES` of every finished run of ``cells`` from the run store into
+    :func:`records_dir`, so that its tables can be rebuilt where the run store (with the
+    weights) is absent, with the pre-trained models' records; returns how many runs were
+    exported."""
+    exported = 0
+    first, then = _stages(list(cells))
+    for config in first + then:
+        source = run_directory(config)
+        if not (source / "metrics.json").is_file():
+            continue
+        target = records_dir() / run_id(config)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (source / name).is_file():
+                (target / name).write_bytes((source / name).read_bytes())
+        exported += 1
+    return exported
+
+
 def _is_finished(config: RunConfig) -> bool:
-    return (run_directory(config) / "metrics.json").is_file()
+    return run_file(config).is_file()
 
 
 def _run_quietly(config: RunConfig, device: str, threads: int | None) -> tuple[RunConfig, float]:
@@ -263,10 +310,7 @@ def _run_quietly(config: RunConfig, device: str, threads: int | None) -> tuple[R
 
 
 def _pretraining_of(config: RunConfig) -> RunConfig:
-    info = dataset_info(config.dataset)
-    return RunConfig(
-        config.dataset, DENSE, info.task_names, 0.0, config.profile, config.seed
-    ).validated()
+    return pretraining_config(config).validated()
 
 
 def _stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[RunConfig]]:
@@ -359,7 +403,7 @@ def run_grid(
 def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
     """The grid's results as one tidy table: one row per (cell, task, metric), plus one row per
     cell with ``task = "all"``, ``metric = "delta_mtl"`` (Δ_MTL in percent against the dense
-    model), read from the runs' ``metrics.json``.
+    model), read from the runs' ``metrics.json`` (in the run store, else in the run records).
 
     Columns: :data:`CELL_COLUMNS`, ``achieved_sparsity``, ``steps_since_init``, ``task``,
     ``metric``, ``higher_is_better``, ``value``. Wall times stay out (they are in each run's
@@ -371,7 +415,7 @@ def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
     rows = []
     for cell in cells:
         config = cell.config
-        path = run_directory(config) / "metrics.json"
+        path = run_file(config)
         if not path.is_file():
             raise FileNotFoundError(f"run {run_id(config)} is not in the run store: run the grid")
         record = read_json(path)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from cutlib.data.transforms import denormalize
 from cutlib.io import results_dir
+from cutlib.palette import method_label, method_style
 from cutlib.tasks import TaskSpec
 
 _KIND_TITLES = {
@@ -341,15 +342,16 @@ def plot_per_layer(
         layers: :func:`layer_table` of the model, for the order, tick labels and groups.
         ylabel: the y-axis label.
         ax: draw into this axes instead of a new figure.
-        styles: per-column keyword arguments for ``ax.plot`` (e.g. ``{"mean": {"lw": 3}}``).
+        styles: per-column keyword arguments for ``ax.plot`` (e.g. ``{"mean": {"lw": 3}}``; a
+            method's :func:`cutlib.palette.method_style`, whose ``label`` replaces the column's).
     """
     rows = layers[layers["name"].isin(values.index)].reset_index(drop=True)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(rows)), 3.4))
     x = np.arange(len(rows))
     for column in values.columns:
-        style = {"marker": ".", **((styles or {}).get(column, {}))}
-        ax.plot(x, values.loc[rows["name"], column].to_numpy(), label=column, **style)
+        style = {"marker": ".", "label": column, **((styles or {}).get(column, {}))}
+        ax.plot(x, values.loc[rows["name"], column].to_numpy(), **style)
     start = 0
     for i, (group, block) in enumerate(rows.groupby("group", sort=False)):
         end = start + len(block)
@@ -495,23 +497,24 @@ def mask_agreement(masks: Mapping[str, Mapping[str, Tensor]], reference: str) ->
 def plot_mask_comparison(
     masks: Mapping[str, Mapping[str, Tensor]], layers: pd.DataFrame, title: str
 ) -> Figure:
-    """Two mask sets layer by layer: the kept fraction of each (left axis, logarithmic; the first
-    set, the reference, in black) and the IoU of their kept positions (dotted, right axis), from
-    :func:`mask_agreement`, in the layer order of ``layers`` (:func:`layer_table`)."""
+    """Two methods' mask sets layer by layer (``masks``: method name → masks, the reference
+    first): the kept fraction of each in its method's style (left axis, logarithmic) and the IoU
+    of their kept positions (dotted grey, right axis), from :func:`mask_agreement`, in the layer
+    order of ``layers`` (:func:`layer_table`)."""
     reference, other = masks
     frame = mask_agreement(masks, reference)
     fig, ax = plt.subplots(figsize=(13, 3.2))
-    styles = {reference: {"color": "black", "lw": 2.5}, other: {"color": "C1"}}
+    styles = {reference: {**method_style(reference), "lw": 2.5}, other: method_style(other)}
     plot_per_layer(frame[[reference, other]], layers, "kept fraction", ax=ax, styles=styles)
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8, bbox_to_anchor=(1.07, 1), loc="upper left")  # clear of the right axis
     twin = ax.twinx()
     iou = frame[f"IoU with {reference}: {other}"].reindex(layers["name"]).to_numpy()
-    label = f"IoU with {reference}"
-    twin.plot(range(len(iou)), iou, ls=":", color="C2", marker="", label=label)
+    label = f"IoU with {method_label(reference)}"
+    twin.plot(range(len(iou)), iou, ls=":", color="0.35", marker="", label=label)
     twin.set_ylim(0, 1.05)
-    twin.set_ylabel(label, color="C2")
+    twin.set_ylabel(label, color="0.35")
     twin.grid(False)
     ax.set_title(title, pad=18)
     fig.tight_layout()

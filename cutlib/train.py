@@ -126,7 +126,11 @@ def shuffled_batches(data: Dataset, batch_size: int, generator: torch.Generator)
         raise ValueError("the training split is empty")
     full = len(data) >= batch_size
     return DataLoader(
-        data, batch_size=batch_size, shuffle=True, drop_last=full, generator=generator
+        data,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=full,
+        generator=generator,
     )
 
 

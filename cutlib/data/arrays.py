@@ -11,7 +11,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from cutlib.data.transforms import SurfaceNormals, build_transform, unwrap
+from cutlib.data.transforms import (
+    SurfaceNormals,
+    build_transform,
+    jitter_batch,
+    normalize_tensor,
+    unwrap,
+)
 from cutlib.tasks import TaskSpec
 
 
@@ -22,7 +28,9 @@ class ArrayDataset(Dataset):
         arrays: ``"image"`` uint8 (N, H, W, 3) RGB, and one array per task named like the task
             (seg (N, H, W) integer; others (N, C, H, W) float).
         tasks: the tasks to return, which must all be in ``arrays``.
-        augment: apply the training augmentation of :func:`~cutlib.data.transforms.build_transform`.
+        augment: apply the training augmentation: a horizontal flip with p = 0.5 (normals
+            mirrored) and, in batches (:meth:`__getitems__`), the colour jitter of
+            :func:`~cutlib.data.transforms.jitter_batch`.
         normalization: the image normalisation (:data:`~cutlib.data.transforms.NORMALIZATIONS`).
     """
 
@@ -40,6 +48,8 @@ class ArrayDataset(Dataset):
             )
         self.arrays = arrays
         self.tasks = tuple(tasks)
+        self.augment = augment
+        self.normalization = normalization
         self.transform = build_transform(augment, normalization)
         self._seg_keys = tuple(t.name for t in self.tasks if t.kind == "seg")
 
@@ -58,3 +68,27 @@ class ArrayDataset(Dataset):
             else:
                 sample[task.name] = tv_tensors.Mask(label.float())
         return unwrap(self.transform(sample), self._seg_keys)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
+        """The samples at ``indices`` at once, as a ``DataLoader`` fetches a batch: the same flip
+        and normalisation as :meth:`__getitem__`, vectorised over the batch, plus the colour
+        jitter of :func:`~cutlib.data.transforms.jitter_batch` when augmenting (a quick
+        training batch costs 2 ms instead of 15 on a 2-core CPU)."""
+        rows = np.asarray(indices)
+        image = torch.from_numpy(np.ascontiguousarray(self.arrays["image"][rows]))
+        batch = {"image": image.permute(0, 3, 1, 2).float().div(255)}
+        for task in self.tasks:
+            label = torch.from_numpy(np.asarray(self.arrays[task.name][rows]))
+            batch[task.name] = label.long() if task.kind == "seg" else label.float()
+        if self.augment:
+            flipped = torch.rand(len(rows)) < 0.5
+            for name, values in batch.items():
+                where = flipped.view(-1, *[1] * (values.dim() - 1))
+                batch[name] = torch.where(where, values.flip(-1), values)
+            for task in self.tasks:
+                if task.kind == "sn":  # a mirrored scene's normals point the other way in x
+                    sign = torch.where(flipped, -1.0, 1.0).view(-1, 1, 1)
+                    batch[task.name][:, 0] *= sign
+            batch["image"] = jitter_batch(batch["image"], None)
+        batch["image"] = normalize_tensor(batch["image"], self.normalization)
+        return [{name: values[i] for name, values in batch.items()} for i in range(len(rows))]

@@ -29,5 +29,8 @@ METHOD = register(
         start="pretrained",
         sparsity="flops",
         summary="channel pruning by mean |w| (L1 filters), removed to a fraction of the FLOPs",
+        label="channel magnitude",
+        colour="#AA4499",
+        marker="h",
     )
 )

@@ -99,5 +99,8 @@ METHOD = register(
         start="pretrained",
         summary="CUT: per-task importance on the pre-trained weights, vote-fused backbone masks",
         options=CutOptions,
+        label="CUT",
+        colour="#0072B2",
+        marker="o",
     )
 )

@@ -136,5 +136,8 @@ METHOD = register(
         sparsity="flops",
         summary="structured CUT (an extension): channels removed to a fraction of the FLOPs",
         options=StructuredCutOptions,
+        label="structured CUT",
+        colour="#56B4E9",
+        marker="D",
     )
 )

@@ -53,5 +53,8 @@ METHOD = register(
         start="pretrained",
         summary="no pruning: the pre-trained model with the selected heads (the reference)",
         trains=False,
+        label="dense",
+        colour="#000000",
+        marker="H",
     )
 )

@@ -58,5 +58,8 @@ METHOD = register(
         start="scratch",
         summary="DiSparse, dynamic: sparse training growing the union of per-task gradients",
         paper_schedule="pretrain",
+        label="DiSparse (dynamic)",
+        colour="#CC79A7",
+        marker="v",
     )
 )

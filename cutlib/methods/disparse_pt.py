@@ -72,5 +72,8 @@ METHOD = register(
         start="pretrained",
         summary="DiSparse on the pre-trained model: per-task top-k, union of the backbone masks",
         options=DisparsePtOptions,
+        label="DiSparse (pre-trained)",
+        colour="#D55E00",
+        marker="s",
     )
 )

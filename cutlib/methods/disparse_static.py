@@ -73,5 +73,8 @@ METHOD = register(
         summary="DiSparse, static: per-task SNIP on a Xavier copy, union arbiter, from scratch",
         paper_schedule="pretrain",
         options=DisparseStaticOptions,
+        label="DiSparse (static)",
+        colour="#E69F00",
+        marker="^",
     )
 )

@@ -76,5 +76,8 @@ METHOD = register(
         start="pretrained",
         summary="iterative magnitude pruning of the pre-trained weights, fine-tuning each round",
         iterative=True,
+        label="IMP",
+        colour="#882255",
+        marker="X",
     )
 )

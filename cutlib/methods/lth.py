@@ -65,5 +65,9 @@ METHOD = register(
         summary="lottery ticket: iterative magnitude pruning with rewinding to early weights",
         iterative=True,
         schedule=lth_schedule,
+        rewinds=True,
+        label="LTH",
+        colour="#8C564B",
+        marker="*",
     )
 )

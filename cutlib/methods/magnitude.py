@@ -31,5 +31,8 @@ METHOD = register(
         magnitude,
         start="pretrained",
         summary="one-shot global magnitude pruning of the pre-trained weights (the CUT code's LTH)",
+        label="magnitude",
+        colour="#009E73",
+        marker="P",
     )
 )

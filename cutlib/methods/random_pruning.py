@@ -27,5 +27,8 @@ METHOD = register(
         start="scratch",
         summary="random pruning at initialisation",
         paper_schedule="finetune",
+        label="random",
+        colour="#7F7F7F",
+        marker=">",
     )
 )

@@ -79,6 +79,11 @@ class Method:
         options: the dataclass of its ``--option NAME=VALUE`` choices (``None``: it has none).
         schedule: the schedule of one round under a protocol, when the method's differs from
             :meth:`round_schedule`'s (LTH retrains at the pre-training rate).
+        rewinds: retrains its survivors from weights of early in the pre-training, not from the
+            pre-trained ones (LTH), though it starts from the pre-trained model.
+        label: the name figures and tables show (default: ``name``).
+        colour: its colour in every figure (:mod:`cutlib.palette`); one per method.
+        marker: its matplotlib marker in every figure.
     """
 
     name: str
@@ -91,6 +96,16 @@ class Method:
     sparsity: Literal["weights", "flops"] = "weights"
     options: type | None = None
     schedule: Callable[[Method, Profile, str], TrainConfig] | None = None
+    rewinds: bool = False
+    label: str = ""
+    colour: str = "0.5"
+    marker: str = "o"
+
+    @property
+    def keeps_pretrained_weights(self) -> bool:
+        """Whether the deployed model is the pre-trained weights pruned and fine-tuned (CUT and the
+        other pre-trained pruners), rather than trained from an initialisation or rewound."""
+        return self.start == "pretrained" and not self.rewinds
 
     @property
     def protocol_free(self) -> bool:

@@ -41,5 +41,8 @@ METHOD = register(
         start="scratch",
         summary="RigL: dynamic sparse training on the joint loss",
         paper_schedule="pretrain",
+        label="RigL",
+        colour="#332288",
+        marker="p",
     )
 )

@@ -36,5 +36,8 @@ METHOD = register(
         start="scratch",
         summary="SNIP: connection sensitivity of the joint loss at initialisation",
         paper_schedule="finetune",
+        label="SNIP",
+        colour="#999933",
+        marker="<",
     )
 )

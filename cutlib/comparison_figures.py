@@ -1,0 +1,226 @@
+"""The figures that compare methods (docs/architecture.md#figures), from the grid's tidy table
+(:func:`cutlib.grid.collect`) or a table of runs.
+
+Every method is drawn in its own colour and marker (:mod:`cutlib.palette`); a value over several
+seeds is their mean with its 95 % Student-t interval (:func:`cutlib.significance.mean_ci`), a band
+on a curve and a bar on a point; a comparison with CUT is the paired difference per seed
+(:func:`cutlib.significance.paired_comparison`). The methods that keep the pre-trained weights
+(CUT and the other pre-trained pruners) and the others (trained from scratch or rewound) are drawn
+in separate rows: the others are often tens of points lower, and on a shared axis they would flatten
+the one-point gaps between the pre-trained pruners that the comparison is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from cutlib.comparison import DELTA, column_label, paired_differences
+from cutlib.methods import DENSE, get_method
+from cutlib.methods.cut import NAME as CUT
+from cutlib.palette import DENSE_LINE, method_label, method_style
+from cutlib.significance import mean_ci
+
+#: Row titles of the two families of methods.
+FAMILIES = ("from the pre-trained weights", "from scratch or rewound")
+
+
+def families(methods: Sequence[str]) -> list[list[str]]:
+    """``methods`` split into those that keep the pre-trained weights and the others (either may
+    be empty), each in the given order.
+
+    Example:
+        >>> families(["snip", "cut", "magnitude", "lth"])
+        [['cut', 'magnitude'], ['snip', 'lth']]
+    """
+    keeps = [m for m in methods if get_method(m).keeps_pretrained_weights]
+    return [keeps, [m for m in methods if m not in keeps]]
+
+
+def _rows(methods: Sequence[str]) -> list[tuple[str, list[str]]]:
+    return [(title, ms) for title, ms in zip(FAMILIES, families(methods), strict=True) if ms]
+
+
+def _percent_axis(ax: Axes) -> None:
+    ax.set_xlabel("sparsity of the deployed model")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:.0%}"))
+
+
+def _legend_right(ax: Axes) -> None:
+    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+
+
+def _mean_curve(values: pd.DataFrame) -> pd.DataFrame:
+    """Per sparsity: the mean over seeds of ``value`` and its 95 % interval (NaN for one seed)."""
+    rows = []
+    for sparsity, block in values.groupby("sparsity", sort=True):
+        estimate = mean_ci(list(block["value"]))
+        rows.append({"sparsity": sparsity, "mean": estimate.mean})
+        rows[-1] |= {"low": estimate.low, "high": estimate.high}
+    return pd.DataFrame(rows)
+
+
+def plot_against_sparsity(
+    runs: pd.DataFrame,
+    dataset: str,
+    tasks: str,
+    protocol: str,
+    metrics: Sequence[tuple[str, str]],
+) -> Figure:
+    """Δ_MTL and each given (task, metric) against sparsity: one curve per method in its style,
+    the mean over seeds with its 95 % interval as a band (none with a single seed), the dense
+    model's mean as a dashed line; one row per family of methods (module docstring).
+    """
+    chosen = runs[
+        (runs["dataset"] == dataset) & (runs["tasks"] == tasks) & (runs["protocol"] == protocol)
+    ]
+    if "options" in chosen:
+        chosen = chosen[chosen["options"].fillna("") == ""]
+    methods = sorted(set(chosen["method"]) - {DENSE})
+    rows = _rows(methods)
+    if not rows:
+        raise ValueError(f"no pruned runs of {dataset} / {tasks} / {protocol} to plot")
+    panels = [DELTA, *metrics]
+    fig, axes = plt.subplots(
+        len(rows), len(panels), figsize=(4.2 * len(panels), 3.4 * len(rows)), squeeze=False
+    )
+    for row_axes, (family, members) in zip(axes, rows, strict=True):
+        for ax, (task, metric) in zip(row_axes, panels, strict=True):
+            values = chosen[(chosen["task"] == task) & (chosen["metric"] == metric)]
+            higher = bool(values["higher_is_better"].iloc[0]) if len(values) else True
+            for method in members:
+                curve = _mean_curve(values[values["method"] == method])
+                style = method_style(method)
+                ax.plot(curve["sparsity"], curve["mean"], **style)
+                ax.fill_between(
+                    curve["sparsity"], curve["low"], curve["high"], color=style["color"], alpha=0.2
+                )
+            dense = values[values["method"] == DENSE]["value"]
+            if (task, metric) == DELTA or len(dense):
+                level = 0.0 if (task, metric) == DELTA else float(dense.mean())
+                ax.axhline(level, **DENSE_LINE, label=method_label(DENSE))
+            ax.set_title(f"{column_label(task, metric, higher)} · {family}", fontsize=9)
+            _percent_axis(ax)
+        _legend_right(row_axes[-1])
+    seeds = chosen["seed"].nunique()
+    band = "mean and 95 % CI over" if seeds > 1 else "single"
+    fig.suptitle(f"{dataset}, {tasks}, {protocol} protocol ({band} seed{'s' * (seeds > 1)})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_differences(
+    runs: pd.DataFrame,
+    dataset: str,
+    tasks: str,
+    protocol: str,
+    reference: str = CUT,
+) -> Figure:
+    """Δ_MTL of each method minus ``reference``'s, paired by seed, against sparsity: the mean
+    difference with its 95 % interval as an error bar (a point alone for a single seed), the
+    methods side by side at each sparsity, one panel per family of methods; below 0, the method
+    is worse than ``reference``."""
+    differences = paired_differences(runs, dataset, tasks, protocol, reference)
+    if differences.empty:
+        raise ValueError(f"no method shares a sparsity and a seed with {reference!r} to compare")
+    methods = sorted(set(differences["method"]))
+    rows = _rows(methods)
+    fig, axes = plt.subplots(1, len(rows), figsize=(6.0 * len(rows), 3.6), squeeze=False)
+    step = float(np.diff(sorted(set(differences["sparsity"]))).min(initial=0.1))
+    for ax, (family, members) in zip(axes[0], rows, strict=True):
+        offsets = np.linspace(-0.25, 0.25, len(members)) * step if len(members) > 1 else [0.0]
+        for method, offset in zip(members, offsets, strict=True):
+            block = differences[differences["method"] == method]
+            x = block["sparsity"] + offset
+            ax.errorbar(
+                x,
+                block["difference"],
+                yerr=[block["difference"] - block["low"], block["high"] - block["difference"]],
+                ls="none",
+                capsize=3,
+                **method_style(method),
+            )
+        ax.axhline(0.0, **DENSE_LINE)
+        ax.set_ylabel(f"Δ_MTL − Δ_MTL of {method_label(reference)} (points)")
+        ax.set_title(family, fontsize=9)
+        _percent_axis(ax)
+        _legend_right(ax)
+    seeds = int(differences["seeds"].max())
+    detail = "mean and 95 % CI of the paired differences" if seeds > 1 else "single seed"
+    fig.suptitle(f"{dataset}, {tasks}, {protocol}: against {method_label(reference)} ({detail})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_method_bars(
+    table: pd.DataFrame, value: str, *, panel: str = "protocol", title: str = ""
+) -> Figure:
+    """A horizontal bar per row of ``table`` (columns ``method``, ``value`` and ``panel``), in the
+    method's colour, labelled with its value; one panel per value of ``panel`` (the protocols:
+    two training budgets are never ranked together), best first within each."""
+    groups = list(table.groupby(panel, sort=True))
+    fig, axes = plt.subplots(
+        1,
+        len(groups),
+        figsize=(5.2 * len(groups), 0.42 * table.groupby(panel).size().max() + 1.4),
+        squeeze=False,
+    )
+    for ax, (name, block) in zip(axes[0], groups, strict=True):
+        block = block.sort_values(value, ascending=True)
+        styles = [method_style(m) for m in block["method"]]
+        bars = ax.barh(
+            [s["label"] for s in styles], block[value], color=[s["color"] for s in styles]
+        )
+        ax.bar_label(bars, [f" {v:+.2f} " for v in block[value]], fontsize=8)
+        ax.axvline(0.0, **DENSE_LINE)
+        ax.margins(x=0.25)
+        ax.set_xlabel(value)
+        ax.set_title(f"{panel}: {name}", fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_factorial(table: pd.DataFrame) -> Figure:
+    """The criterion × arbiter factorial (:func:`cutlib.factorial.factorial_table`): Δ_MTL
+    against the fusion rule, one line per criterion (Taylor in CUT's style, |w| in grey), the
+    mean over seeds with its 95 % interval, one panel per sparsity. Parallel lines: the two
+    choices act independently; the vertical gap between the lines is the criterion's effect, the
+    slope of a line the arbiter's."""
+    sparsities = sorted(set(table["sparsity"]))
+    fig, axes = plt.subplots(
+        1, len(sparsities), figsize=(4.0 * len(sparsities), 3.4), squeeze=False, sharey=False
+    )
+    cut = method_style(CUT)
+    styles = {
+        "taylor": cut | {"label": f"Taylor |w·∂L/∂w| ({cut['label']}'s)"},
+        "magnitude": {"color": "0.45", "marker": "s", "label": "magnitude |w|"},
+    }
+    fusions = ["vote", "union"]
+    for ax, sparsity in zip(axes[0], sparsities, strict=True):
+        block = table[np.isclose(table["sparsity"], sparsity)]
+        for criterion, style in styles.items():
+            rows = block[block["criterion"] == criterion].set_index("fusion").reindex(fusions)
+            x = np.arange(len(fusions))
+            ax.errorbar(
+                x,
+                rows["Δ_MTL"],
+                yerr=[rows["Δ_MTL"] - rows["low"], rows["high"] - rows["Δ_MTL"]],
+                capsize=3,
+                **style,
+            )
+        ax.set_xticks(range(len(fusions)), ["vote (CUT)", "union (DiSparse)"])
+        ax.set_xlim(-0.4, len(fusions) - 0.6)
+        ax.set_title(f"{sparsity:.0%} sparsity", fontsize=10)
+        ax.set_ylabel("Δ_MTL % ↑")
+    _legend_right(axes[0][-1])
+    seeds = int(table["seeds"].max())
+    fig.suptitle(f"criterion × arbiter (mean and 95 % CI over {seeds} seeds)")
+    fig.tight_layout()
+    return fig
