@@ -265,3 +265,27 @@ def claims_markdown(
         "",
     ]
     return "\n".join(parts)
+
+
+def claim_sentence(row: pd.Series | dict) -> str:
+    """One checked claim in words, with its numbers (a row of :func:`check_claims`).
+
+    Example:
+        >>> text = claim_sentence({"claim": "CUT beats SNIP", "against": "cut vs snip",
+        ...     "tasks": "a+b", "protocol": "fair", "sparsity": 0.9, "seeds": 5,
+        ...     "difference": 1.5, "ci_low": 0.5, "ci_high": 2.5, "detectable": 1.1,
+        ...     "verdict": "holds"})
+        >>> text[:57]
+        '**CUT beats SNIP** (cut vs snip; a+b, fair, 90 %): +1.50 '
+        >>> text[57:]
+        'points, 95 % CI [+0.50, +2.50] over 5 seeds (detectable 1.10): **holds**'
+    """
+    where = f"{row['against']}; {row['tasks']}, {row['protocol']}, {100 * row['sparsity']:.0f} %"
+    head = f"**{row['claim']}** ({where}): {row['difference']:+.2f} points"
+    if row["verdict"] == "single seed":
+        return f"{head}, a single seed: no verdict"
+    interval = f"95 % CI [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+    return (
+        f"{head}, {interval} over {row['seeds']} seeds (detectable {row['detectable']:.2f}): "
+        f"**{row['verdict']}**"
+    )

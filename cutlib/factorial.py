@@ -140,3 +140,19 @@ def factorial_effects(values: pd.DataFrame) -> pd.DataFrame:
             )
     columns = ["effect", "sparsity", "seeds", "difference", "low", "high", "detectable", "verdict"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def effect_sentence(row: pd.Series | dict) -> str:
+    """One effect of :func:`factorial_effects` in words, with its interval and verdict.
+
+    Example:
+        >>> effect_sentence({"effect": "arbiter: vote − union (taylor)", "sparsity": 0.9,
+        ...     "seeds": 5, "difference": -0.4, "low": -0.9, "high": 0.1, "detectable": 0.7,
+        ...     "verdict": "undecided"})[:52]
+        '**arbiter: vote − union (taylor)** at 90 %: -0.40 po'
+    """
+    return (
+        f"**{row['effect']}** at {100 * row['sparsity']:.0f} %: {row['difference']:+.2f} points"
+        f" of Δ_MTL, 95 % CI [{row['low']:+.2f}, {row['high']:+.2f}] over {row['seeds']} seeds"
+        f" (detectable {row['detectable']:.2f}): {row['verdict']}"
+    )
