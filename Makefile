@@ -25,6 +25,7 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/cutlib reproduce --profile $(PROFILE)
+	test "$(PROFILE)" != quick || $(BIN)/python -m cutlib.readme
 
 study: $(STAMP)
 	for seed in 0 1 2 3 4; do \
@@ -34,6 +35,7 @@ study: $(STAMP)
 
 study-tables: $(STAMP)
 	$(BIN)/cutlib reproduce --profile study --only 07 -p model_figures=false
+	$(BIN)/python -m cutlib.readme
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
