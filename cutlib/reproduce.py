@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cutlib.io import project_root, read_json, write_json
 
 CELL_TIMEOUT_S = 3600
@@ -208,12 +210,40 @@ def _record_timings(path: Path, profile: str, breakdown: dict[str, dict[str, Any
         sorted({**notebooks, **{k: v["wall_s"] for k, v in breakdown.items()}}.items())
     )
     details = dict(sorted({**(previous.get("breakdown", {}) if same else {}), **breakdown}.items()))
-    write_json(
-        path,
-        {
-            "profile": profile,
-            "total_s": round(sum(notebooks.values()), 1),
-            "notebooks": notebooks,
-            "breakdown": details,
-        },
-    )
+    record = {
+        "profile": profile,
+        "total_s": round(sum(notebooks.values()), 1),
+        "notebooks": notebooks,
+        "breakdown": details,
+    }
+    write_json(path, record)
+    path.with_suffix(".md").write_text(timings_markdown(record) + "\n")
+
+
+def timings_markdown(record: dict[str, Any]) -> str:
+    """``timings.md``: the wall time of each notebook with its slowest cell and the runs it
+    trained, and the total, from a ``timings.json`` record (the README includes it).
+
+    Example:
+        >>> print(timings_markdown({"profile": "quick", "total_s": 30.0,
+        ...     "notebooks": {"00_a": 10.0, "01_b": 20.0},
+        ...     "breakdown": {"01_b": {"slowest_cell_s": 15.0, "runs_trained": 1}}}))
+        | notebook   | wall (s)   | slowest cell (s)   | runs trained   |
+        |:-----------|:-----------|:-------------------|:---------------|
+        | 00_a       | 10.0       |                    |                |
+        | 01_b       | 20.0       | 15.0               | 1              |
+        | total      | 30.0       |                    |                |
+    """
+    rows = [
+        [name, f"{wall:.1f}"]
+        + [
+            f"{record['breakdown'][name]['slowest_cell_s']:.1f}",
+            str(record["breakdown"][name]["runs_trained"]),
+        ]
+        if name in record.get("breakdown", {})
+        else [name, f"{wall:.1f}", "", ""]
+        for name, wall in record["notebooks"].items()
+    ]
+    rows.append(["total", f"{record['total_s']:.1f}", "", ""])
+    header = ["notebook", "wall (s)", "slowest cell (s)", "runs trained"]
+    return pd.DataFrame(rows, columns=header).to_markdown(index=False, disable_numparse=True)
