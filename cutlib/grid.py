@@ -329,6 +329,16 @@ def _pending_stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[Ru
     return [c for c in first if not _is_finished(c)], [c for c in then if not _is_finished(c)]
 
 
+def complete_seeds(cells: Sequence[GridCell]) -> list[int]:
+    """The seeds all of whose cells have finished runs (in the run store or as records), with
+    their pre-trained models: the seeds a partial study can report without mixing in half-done
+    ones."""
+    seeds = sorted({cell.config.seed for cell in cells})
+    first, then = _stages(cells)
+    unfinished = {config.seed for config in first + then if not _is_finished(config)}
+    return [seed for seed in seeds if seed not in unfinished]
+
+
 def pending_runs(cells: Sequence[GridCell]) -> list[RunConfig]:
     """The runs :func:`run_grid` would make now, in its order (pre-trained models first)."""
     first, then = _pending_stages(cells)
