@@ -140,9 +140,9 @@ def test_plot_mask_comparison_draws_both_sets_and_their_iou(tiny_net: SceneNet) 
     weights = {w.name: w.weight for w in prunable_weights(tiny_net)}
     ref = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
     other = {n: torch.arange(w.numel()).reshape(w.shape) % 2 == 0 for n, w in weights.items()}
-    fig = plot_mask_comparison({"CUT": ref, "other": other}, layers, "title")
+    fig = plot_mask_comparison({"cut": ref, "snip": other}, layers, "title")  # method names
     ax, twin = fig.axes
-    assert [line.get_label() for line in ax.get_lines()] == ["CUT", "other"]
+    assert [line.get_label() for line in ax.get_lines()] == ["CUT", "SNIP"]  # their labels
     assert ax.get_title() == "title" and twin.get_ylabel() == "IoU with CUT"
     iou = twin.get_lines()[0].get_ydata()
     assert len(iou) == len(layers) and iou[0] == pytest.approx(0.5, abs=0.02)  # half kept
