@@ -96,6 +96,7 @@ _EXPORTS: dict[str, str] = {
 
 #: Modules reachable as ``cl.<name>``.
 _MODULES: tuple[str, ...] = (
+    "ablation_figures",
     "ablations",
     "checkpoint",
     "claims",
@@ -103,7 +104,10 @@ _MODULES: tuple[str, ...] = (
     "comparison_figures",
     "palette",
     "data",
+    "diagram",
     "efficiency",
+    "efficiency_figures",
+    "executed",
     "experiments",
     "export",
     "factorial",

@@ -211,3 +211,65 @@ def ablation_table(
         record = run(source.config(dataset, sparsity, profile, seed), progress=False).metrics
         rows.append(ablation_row(variant, record, label))
     return pd.DataFrame(rows)
+
+
+#: What each family of :data:`FAMILIES` tests, for :func:`ablation_reading`.
+FAMILY_QUESTIONS = {
+    "fusion rule": "how many of the selected tasks must keep a shared weight",
+    "criterion": "whether the data (Taylor's gradient term) adds to the weights' magnitude, "
+    "with random scores as the floor",
+    "scoring batches": "whether the Taylor scores need many batches",
+    "keep ratio κ": "κ calibrated to the sparsity against the authors' fixed table, which "
+    "misses the nominal sparsity on another model",
+    "BatchNorm while scoring": "batch statistics (train mode) against running ones (eval mode) "
+    "while scoring",
+}
+
+
+def distinct_variants(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an :func:`ablation_table` whose masks no earlier row already has; each kept
+    row's ``variant`` names every variant it stands for.
+
+    Example:
+        >>> table = pd.DataFrame({"family": ["f"] * 3, "variant": ["vote ≥ 1", "vote ≥ 2", "union"],
+        ...                       "same masks as": ["", "", "vote ≥ 1"]})
+        >>> distinct_variants(table)["variant"].tolist()
+        ['vote ≥ 1 = union', 'vote ≥ 2']
+    """
+    duplicates = table[table["same masks as"] != ""]
+    aliases = duplicates.groupby("same masks as", sort=False)["variant"].agg(list).to_dict()
+    kept = table[table["same masks as"] == ""].copy()
+    kept["variant"] = [" = ".join([v, *aliases.get(v, [])]) for v in kept["variant"]]
+    return kept
+
+
+def _span(block: pd.DataFrame, column: str) -> str:
+    low, high = block[column].idxmin(), block[column].idxmax()
+    return (
+        f"from {block.at[low, column]:+.2f} % ({block.at[low, 'variant']}) to "
+        f"{block.at[high, column]:+.2f} % ({block.at[high, 'variant']}), "
+        f"{block.at[high, column] - block.at[low, column]:.2f} points apart"
+    )
+
+
+def ablation_reading(table: pd.DataFrame, target: float) -> str:
+    """Markdown bullets stating what an :func:`ablation_table` shows, family by family: what the
+    family tests, the spread of Δ_MTL after and before fine-tuning with the variants at its ends,
+    and, for a variant that missed the ``target`` sparsity, what it reached instead. Only the
+    families in the table get a bullet."""
+    kept = distinct_variants(table)
+    bullets = []
+    for family in dict.fromkeys(kept["family"]):
+        block = kept[kept["family"] == family]
+        text = f"- **{family.capitalize()}** ({FAMILY_QUESTIONS[family]}). "
+        if len(block) < 2:
+            text += "Only one distinct variant ran."
+        else:
+            text += f"After fine-tuning, Δ_MTL goes {_span(block, 'Δ_MTL % ↑')}; before it, "
+            text += f"{_span(block, 'Δ_MTL before fine-tuning % ↑')}."
+        missed = block[(block["sparsity"] - target).abs() > 1e-3]
+        for _, row in missed.iterrows():
+            name = row["variant"][:1].upper() + row["variant"][1:]
+            text += f" {name} reaches {row['sparsity']:.2%} sparsity, not {target:.0%}."
+        bullets.append(text)
+    return "\n".join(bullets)

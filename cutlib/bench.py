@@ -21,13 +21,16 @@ reproduce time, so that machines can be compared.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -81,6 +84,57 @@ def _measure(step: Callable[[], Any], min_run_time: float) -> Timing:
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     timing = Timing.of([t / measurement.number_per_run for t in measurement.raw_times])
     return dataclasses.replace(timing, first_ms=first_ms)
+
+
+#: How cutlib's step is timed: from the end of its first step to the end of its last. Reports
+#: without this key (made before) divided the whole loop, first step included, by its steps.
+LOOP_TIMING = "steady state"
+
+
+def summary_table(reports: Mapping[str, Mapping[str, Any]]) -> str:
+    """A Markdown table of ``cutlib bench`` reports (name → report): the machine, the shapes, the
+    bare steps, cutlib's steps, and the overhead with its paired rounds, in milliseconds.
+
+    Example:
+        >>> report = {"machine": {"device": "cpu", "threads": 2}, "shapes": {"resolution": [64, 64],
+        ...     "batch_size": 12}, "bare_train_step_ms": {"eager": {"median_ms": 95.3}},
+        ...     "cutlib_train_step_ms": {"unmasked": 104.9, "masked": 114.9},
+        ...     "cutlib_step_amortised_ms": 106.9, "overhead": 0.1635,
+        ...     "overhead_rounds": [0.17, 0.16], "loop_timing": "steady state"}
+        >>> "| +16.4 % (+17.0, +16.0 %) | steady state" in summary_table({"quick": report})
+        True
+    """
+    rows = []
+    for name, report in reports.items():
+        bare = report["bare_train_step_ms"]
+        shapes = report["shapes"]
+        rounds = ", ".join(f"{100 * r:+.1f}" for r in report["overhead_rounds"])
+        rows.append(
+            {
+                "report": name,
+                "machine": f"{report['machine']['device']}, {report['machine']['threads']} threads",
+                "shapes": f"{shapes['resolution'][0]}×{shapes['resolution'][1]}, "
+                f"batch {shapes['batch_size']}",
+                "bare step": f"{bare['eager']['median_ms']:.1f}",
+                "bare, channels-last": f"{bare['channels_last']['median_ms']:.1f}"
+                if "channels_last" in bare
+                else "–",
+                "cutlib step, unmasked": f"{report['cutlib_train_step_ms']['unmasked']:.1f}",
+                "cutlib step, masked": f"{report['cutlib_train_step_ms']['masked']:.1f}",
+                "cutlib step + validation": f"{report['cutlib_step_amortised_ms']:.1f}",
+                "overhead (rounds)": f"{100 * report['overhead']:+.1f} % ({rounds} %)",
+                "cutlib step timing": report.get("loop_timing", "whole loop, first step included"),
+            }
+        )
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def write_summary(folder: Path) -> Path:
+    """Write ``folder/summary.md``, the :func:`summary_table` of every report in ``folder``."""
+    reports = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    out = folder / "summary.md"
+    out.write_text(summary_table(reports) + "\n")
+    return out
 
 
 def _first_batch(loader: DataLoader, device: torch.device) -> dict[str, Tensor]:
@@ -151,8 +205,9 @@ def _loop_step(
     masked: bool,
     seed: int,
 ) -> dict[str, float]:
-    """Seconds per iteration of :func:`train` (its validation excluded; the first, slower step
-    included) and of its one validation pass, at the end."""
+    """Seconds per iteration of :func:`train` in its steady state, from the end of its first step
+    to the end of its last (so that, like the bare step's timing, it leaves out the slower first
+    step; the validation runs after the last), and of its one validation pass, at the end."""
     model = _model(profile, tasks, device, seed)
     if masked:
         apply_masks(model, _random_masks(model, BENCH_SPARSITY, seed))
@@ -164,6 +219,12 @@ def _loop_step(
         schedule.weight_decay,
         eval_every=iterations + 2,
     )
+    ends: dict[int, float] = {}
+
+    def clock(iteration: int, _batch: Any) -> None:
+        if iteration in (1, config.iterations):
+            ends[iteration] = time.perf_counter()
+
     result = train(
         model,
         tasks,
@@ -174,8 +235,9 @@ def _loop_step(
         seed=seed,
         eval_batch_size=profile.eval.batch_size,
         progress=False,
+        on_step=clock,
     )
-    step = (result.seconds - result.validation_seconds) / config.iterations
+    step = (ends[config.iterations] - ends[1]) / (config.iterations - 1)
     return {"step_s": step, "validation_s": result.validation_seconds}
 
 
@@ -258,6 +320,7 @@ def bench(
         },
         "cutlib_validation_pass_ms": round(1000 * validation, 3),
         "cutlib_step_amortised_ms": round(1000 * (step + validation / schedule.eval_every), 3),
+        "loop_timing": LOOP_TIMING,
         "overhead_rounds": [round(r - 1.0, 4) for r in ratios],
         "overhead": round(statistics.median(ratios) - 1.0, 4),
     }

@@ -195,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--iterations", type=int, default=30, help="timed iterations of cutlib's loop (default: 30)"
     )
-    bench.add_argument("--out", type=Path, help="also write the JSON to this file")
+    bench.add_argument(
+        "--out",
+        type=Path,
+        help="also write the JSON to this file, and summary.md of its folder's reports",
+    )
     data = commands.add_parser("data", help="the real datasets: what is present, and checks")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_commands.add_parser("info", help="which datasets are present, their splits, sizes")
@@ -426,7 +430,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from cutlib.bench import bench, check_variants
+    from cutlib.bench import bench, check_variants, write_summary
     from cutlib.data import dataset_info
     from cutlib.profiles import check_profile_name
     from cutlib.train import checked_device
@@ -452,6 +456,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report + "\n")
+        summary = write_summary(args.out.parent)
+        print(f"reports of {args.out.parent} summed up in {summary}", file=sys.stderr)
     return 0
 
 

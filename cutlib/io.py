@@ -63,6 +63,11 @@ def write_json(path: Path, data: Any) -> None:
     )
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8), atomically."""
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def read_json(path: Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text())

@@ -1,11 +1,12 @@
-"""The README's measured numbers, copied from the committed results so that they cannot go stale
-(docs/architecture.md#numbers-in-the-readme).
+"""The measured numbers of the README and the docs, copied from the committed results so that
+they cannot go stale (docs/architecture.md#numbers-in-the-readme).
 
-A block of ``README.md`` between ``<!-- include: PATH -->`` and ``<!-- /include -->`` is the
-content of the file ``PATH`` (relative to the repository root, a generated table or text under
-``results/``). ``python -m cutlib.readme`` rewrites every block from its file (``make reproduce``
-runs it after the notebooks); ``python -m cutlib.readme --check`` exits with status 1, naming the
-stale blocks, when a block differs from its file, and a test runs that check.
+A block of a page (``README.md`` or a Markdown file under ``docs/``) between
+``<!-- include: PATH -->`` and ``<!-- /include -->`` is the content of the file ``PATH``
+(relative to the repository root, a generated table or text under ``results/``).
+``python -m cutlib.readme`` rewrites every block from its file (``make reproduce`` runs it after
+the notebooks); ``python -m cutlib.readme --check`` exits with status 1, naming the stale blocks,
+when a block differs from its file, and a test runs that check.
 """
 
 from __future__ import annotations
@@ -50,21 +51,29 @@ def stale_blocks(text: str, root: Path) -> list[str]:
     return [m["path"] for m in BLOCK.finditer(text) if m["body"] != rendered[m["path"]]]
 
 
+def pages(root: Path) -> list[Path]:
+    """The pages that may hold include blocks: ``README.md`` and the Markdown files of ``docs/``."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite README.md's include blocks, or with ``--check`` only report stale ones."""
+    """Rewrite the include blocks of every page, or with ``--check`` only report stale ones."""
     parser = argparse.ArgumentParser(prog="python -m cutlib.readme", description=__doc__)
     parser.add_argument("--check", action="store_true", help="report stale blocks, change nothing")
     args = parser.parse_args(argv)
     root = project_root()
-    readme = root / "README.md"
-    text = readme.read_text()
-    if args.check:
-        stale = stale_blocks(text, root)
-        for path in stale:
-            print(f"README.md: the block of {path} differs from the file")
-        return 1 if stale else 0
-    readme.write_text(render(text, root))
-    return 0
+    stale = []
+    for page in pages(root):
+        text = page.read_text()
+        if args.check:
+            stale += [
+                f"{page.relative_to(root)}: the block of {p}" for p in stale_blocks(text, root)
+            ]
+        elif BLOCK.search(text):
+            page.write_text(render(text, root))
+    for line in stale:
+        print(f"{line} differs from the file")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

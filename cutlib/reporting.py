@@ -193,7 +193,7 @@ def plot_history(history: Sequence[Mapping[str, float]], tasks: Sequence[TaskSpe
         ax.plot(frame["iteration"], frame[f"val_{key}"], label="validation", marker=".")
         ax.set_title("λ-weighted total" if key == "loss" else f"{key} loss", fontsize=10)
         ax.set_xlabel("iteration")
-        ax.set_yscale("log")
+    axes[0][0].set_ylabel("loss")
     axes[0][0].legend()
     fig.tight_layout()
     return fig
@@ -380,9 +380,10 @@ def plot_mask_grids(
 
     Each row is one layer (or several weights shown together, e.g. the same conv of all four ASPP
     branches). It shows ``columns`` weight positions drawn at random (seeded, the same positions
-    in every panel), ordered so that positions kept in more panels come first; the percentage at
-    the right of a row is the kept fraction over *all* the row's weights. A panel without the
-    row's weights (another task's head) leaves it blank.
+    in every panel), stratified on the last panel's mask so that its filled share matches its
+    kept fraction, and ordered so that positions kept in more panels come first; the percentage
+    at the right of a row is the kept fraction over *all* the row's weights (a caption says so).
+    A panel without the row's weights (another task's head) leaves it blank.
 
     Args:
         panels: panel title → masks (parameter name → bool keep-mask).
@@ -399,8 +400,7 @@ def plot_mask_grids(
         if not present:
             continue
         flat = {t: torch.cat([panels[t][n].reshape(-1).cpu() for n in names]) for t in present}
-        size = next(iter(flat.values())).numel()
-        picks = torch.randperm(size, generator=generator)[: min(columns, size)]
+        picks = _stratified_picks(flat[present[-1]], columns, generator)
         kept = torch.stack([flat[t][picks] for t in present]).numpy()
         order = np.lexsort(kept[::-1] * -1)  # kept-in-first-panel first, then the next panel…
         for i, title in enumerate(present):
@@ -420,8 +420,33 @@ def plot_mask_grids(
             side.set_visible(False)
     axes[0][0].set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
     axes[0][0].set_ylim(len(rows) - 0.5, -0.5)
+    fig.text(
+        0.5,
+        0,
+        f"Circles: {columns} weights of each row, the same ones in every panel, drawn so that the "
+        "last panel's filled share matches its percentage; percentages: kept fraction of all "
+        "the row's weights.",
+        ha="center",
+        va="top",
+        fontsize=7,
+        color="0.3",
+    )
     fig.tight_layout()
     return fig
+
+
+def _stratified_picks(reference: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` positions of a flat bool mask drawn at random, as many kept ones as the mask's
+    kept fraction calls for (rounded), so that a row of circles shows that fraction."""
+    count = min(count, reference.numel())
+    kept, pruned = reference.nonzero().flatten(), (~reference).nonzero().flatten()
+    n_kept = min(round(count * kept.numel() / reference.numel()), kept.numel())
+    n_kept = max(n_kept, count - pruned.numel())
+    draw = [
+        positions[torch.randperm(positions.numel(), generator=generator)[:n]]
+        for positions, n in ((kept, n_kept), (pruned, count - n_kept))
+    ]
+    return torch.cat(draw)
 
 
 def mask_grid_rows(layers: pd.DataFrame, tasks: Sequence[str]) -> list[tuple[str, list[str]]]:

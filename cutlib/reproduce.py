@@ -23,9 +23,12 @@ from typing import Any
 
 import pandas as pd
 
+from cutlib.executed import scrub_file
 from cutlib.io import project_root, read_json, write_json
 
 CELL_TIMEOUT_S = 3600
+# The kernel logs only errors: not, once per notebook, that its local sockets are unencrypted.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 _NOTEBOOK = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 
 
@@ -187,6 +190,7 @@ def _run_all(
                 cwd=str(path.parent),
                 execution_timeout=CELL_TIMEOUT_S,
                 progress_bar=False,
+                extra_arguments=KERNEL_ARGUMENTS,
             )
         except PapermillExecutionError as err:
             raise NotebookError(
@@ -196,6 +200,7 @@ def _run_all(
         wall = round(time.perf_counter() - start, 1)
         new_runs = sorted(_finished_runs(runs) - runs_before)
         breakdown[path.stem] = notebook_breakdown(executed / path.name, wall, new_runs)
+        scrub_file(executed / path.name, project_root())
         print(f"[{index}/{len(notebooks)}] {path.stem} done in {wall:.1f} s", flush=True)
     return breakdown
 

@@ -141,6 +141,36 @@ def steepest_drop(curve: pd.DataFrame, column: str = "mean pairwise") -> tuple[s
     )
 
 
+def group_ranges(
+    curve: pd.DataFrame, layers: pd.DataFrame, columns: Sequence[str] = ("mean pairwise",)
+) -> pd.DataFrame:
+    """The lowest and highest value of each of ``columns`` over the layers of each group (stem,
+    stage 1 … stage 4), in depth order: the numbers a sentence about the watershed quotes.
+    ``curve`` is indexed by parameter name (as :func:`layer_iou`'s, ``set_index("name")``);
+    ``layers`` is :func:`~cutlib.reporting.layer_table`'s.
+
+    Example:
+        >>> layers = pd.DataFrame({"name": ["a", "b", "c"], "group": ["stem", "s1", "s1"]})
+        >>> curve = pd.DataFrame({"mean pairwise": [0.9, 0.8, 0.5]}, index=["a", "b", "c"])
+        >>> print(group_ranges(curve, layers).to_string())
+              mean pairwise low  mean pairwise high
+        stem                0.9                 0.9
+        s1                  0.5                 0.8
+    """
+    group = layers.set_index("name")["group"].reindex(curve.index)
+    grouped = curve[list(columns)].groupby(group, sort=False)
+    ranges = pd.concat({"low": grouped.min(), "high": grouped.max()}, axis=1)
+    ranges.columns = [f"{column} {bound}" for bound, column in ranges.columns]
+    order = [f"{column} {bound}" for column in columns for bound in ("low", "high")]
+    return ranges[order].rename_axis(None)
+
+
+def range_text(ranges: pd.DataFrame, groups: Sequence[str], column: str = "mean pairwise") -> str:
+    """``"0.83–0.97"``: the range of ``column`` over ``groups`` of :func:`group_ranges`."""
+    rows = ranges.loc[list(groups)]
+    return f"{rows[f'{column} low'].min():.2f}–{rows[f'{column} high'].max():.2f}"
+
+
 def pretrained_task_masks(
     dataset: str,
     profile: str,

@@ -36,12 +36,15 @@ NOT_METHOD_FIGURES: dict[str, str] = {
     "reporting.plot_history": "one run's training curves",
     "reporting.plot_per_layer": "generic per-layer lines; callers pass method styles",
     "reporting.plot_mask_grids": "kept/pruned dots of one model's masks",
+    "diagram.plot_pipeline": "boxes and arrows of CUT's steps",
 }
 
 
 def _plot_functions() -> set[str]:
     found = set()
-    for module in ("reporting", "comparison", "comparison_figures", "efficiency", "watershed"):
+    modules = ("reporting", "comparison", "comparison_figures", "efficiency", "watershed")
+    modules += ("ablation_figures", "efficiency_figures", "diagram")
+    for module in modules:
         for name, obj in vars(getattr(cl, module)).items():
             if name.startswith("plot_") and inspect.isfunction(obj):
                 if obj.__module__ == f"cutlib.{module}":
@@ -96,6 +99,40 @@ def _mask_comparison() -> Figure:
     return cl.reporting.plot_mask_comparison(masks, layers, "test")
 
 
+def _ablations() -> Figure:
+    table = pd.DataFrame(
+        {
+            "family": ["fusion rule"] * 3 + ["keep ratio κ"] * 2,
+            "variant": ["vote ≥ 2", "vote ≥ 1", "union", "calibrated", "table"],
+            "same masks as": ["", "", "vote ≥ 1", "", ""],
+            "Δ_MTL before fine-tuning % ↑": [-80.0, -66.0, -66.0, -73.0, -76.0],
+            "Δ_MTL % ↑": [-3.8, -3.4, -3.4, -3.0, -3.1],
+        }
+    )
+    return cl.ablation_figures.plot_ablations(table, "CUT, one choice at a time")
+
+
+def _accuracy_vs_cost() -> Figure:
+    runtimes = ["torch", "onnxruntime"]
+    row = {
+        cl.efficiency.latency_column(r, 1, 1, kind): 1.0
+        for r in runtimes
+        for kind in ("latency", "IQR")
+    }
+    table = pd.DataFrame(
+        [
+            row | {"variant": v, "Δ_MTL % ↑": d, "state_dict MB": 2.0, "sparse fp16 MB": s}
+            for v, d, s in (
+                ("dense, all heads", 0.0, 3.0),
+                ("CUT 90% (unstructured)", -3.0, 0.4),
+                ("structured CUT −75% FLOPs", -9.0, 0.5),
+            )
+        ]
+    )
+    method_of = dict(zip(table["variant"], ["dense", "cut", "cut_structured"], strict=True))
+    return cl.efficiency_figures.plot_accuracy_vs_cost(table, method_of, runtimes, "test")
+
+
 #: Method figures: how to draw each on constructed inputs, and the methods it must show.
 METHOD_FIGURES: dict[str, tuple[Callable[[], Figure], list[str]]] = {
     "comparison_figures.plot_against_sparsity": (
@@ -122,6 +159,11 @@ METHOD_FIGURES: dict[str, tuple[Callable[[], Figure], list[str]]] = {
         DRAWN,
     ),
     "reporting.plot_mask_comparison": (_mask_comparison, ["cut", "snip"]),
+    "ablation_figures.plot_ablations": (_ablations, ["cut"]),
+    "efficiency_figures.plot_accuracy_vs_cost": (
+        _accuracy_vs_cost,
+        ["cut", "cut_structured"],  # dense is black, which the colour check leaves out
+    ),
     "comparison_figures.plot_factorial": (
         lambda: cl.comparison_figures.plot_factorial(
             pd.DataFrame(
@@ -197,8 +239,10 @@ def test_method_figures_draw_each_method_in_its_palette_colour(name: str) -> Non
         foreign = used - set(palette.values())
         assert not foreign, f"{name} uses colours outside the palette: {sorted(foreign)}"
         labels = {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().texts}
+        labels |= {t.get_text() for legend in fig.legends for t in legend.texts}
         labels |= {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()}
+        labels.add(fig.get_suptitle())
         unnamed = [m for m in methods if not any(method_label(m) in text for text in labels)]
-        assert not unnamed, f"{name}: {unnamed} not named in a legend or on an axis"
+        assert not unnamed, f"{name}: {unnamed} not named in a legend, on an axis or in the title"
     finally:
         plt.close(fig)

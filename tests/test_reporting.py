@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -22,6 +23,7 @@ from cutlib.reporting import (
     mask_agreement,
     mask_grid_rows,
     plot_mask_comparison,
+    plot_mask_grids,
     runs_table,
     score_samples,
     score_summary,
@@ -201,3 +203,22 @@ def test_sparsity_table_counts_exact_zeros_per_scope(tiny_net: SceneNet) -> None
     assert list(table.zeros) == [stem, 0, 8, stem + 8]
     assert table.weights.iloc[-1] == table.weights.iloc[:-1].sum()
     assert table.sparsity.iloc[2] == 8 / (4 * 4680)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.04, 0.15, 0.5, 0.97, 1.0])
+def test_mask_grid_rows_show_the_last_panels_kept_fraction(density: float) -> None:
+    """The circles of the last panel are filled in the proportion its percentage states (to the
+    nearest circle), whatever the draw; the other panels show the same positions."""
+    generator = torch.Generator().manual_seed(1)
+    fused = torch.rand(5000, generator=generator) < density
+    own = fused | (torch.rand(5000, generator=generator) < 0.3)
+    fig = plot_mask_grids({"own": {"w": own}, "fused": {"w": fused}}, [("w", ["w"])], columns=28)
+    try:
+        filled = []
+        for ax in fig.axes:
+            (dots,) = ax.collections
+            filled.append(sum(c[0] < 0.9 for c in dots.get_facecolors()))
+        assert filled[1] == round(28 * float(fused.float().mean()))
+        assert filled[0] >= filled[1]  # own ⊇ fused, at the same positions
+    finally:
+        plt.close(fig)

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from cutlib.cli import main
+from cutlib.executed import scrub
+from cutlib.io import project_root
 from cutlib.reproduce import list_notebooks, notebook_breakdown, notebook_parameters
 
 #: Each synth-nyuv2 task's main metric and whether higher is better.
@@ -38,15 +40,19 @@ def test_every_notebook_declares_typed_parameters_and_opens_with_prose() -> None
 
 @pytest.mark.slow
 def test_smoke_reproduce_runs_every_notebook(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "smoke"
     assert main(["reproduce", "--profile", "smoke", "--out", str(out)]) == 0
     names = [p.stem for p in list_notebooks()]
-    printed = capsys.readouterr().out
+    captured = capfd.readouterr()  # file descriptors: the kernels' own output included
+    printed = captured.out
     for index, name in enumerate(names, 1):
         assert f"[{index}/{len(names)}] {name} done in" in printed
-        assert (out / "executed" / f"{name}.ipynb").is_file()
+        executed = json.loads((out / "executed" / f"{name}.ipynb").read_text())
+        assert scrub(executed) == executed, f"{name}: the executed copy is not scrubbed"
+        assert str(project_root()) not in json.dumps(executed, ensure_ascii=False), name
+    assert "without encryption" not in captured.out + captured.err  # the kernels log errors only
     timings = json.loads((out / "timings.json").read_text())
     assert timings["profile"] == "smoke" and set(timings["notebooks"]) == set(names)
     breakdown = timings["breakdown"]
