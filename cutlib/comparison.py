@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from cutlib.io import project_root
 from cutlib.methods import DENSE, METHODS
 from cutlib.methods.cut import NAME as CUT
 from cutlib.significance import mean_ci, paired_comparison
@@ -315,3 +316,50 @@ def table_settings(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["dataset", "tasks", "protocol", "sparsity"]
     counts = pruned.groupby(keys, sort=False)["method"].nunique().rename("methods").reset_index()
     return counts[counts["methods"] >= 2].reset_index(drop=True)
+
+
+def study_runs() -> pd.DataFrame | None:
+    """The committed multi-seed study's tidy run table (``results/study/tables/runs.csv`` of
+    the project), or ``None`` where this checkout has none: what exercises compare a single
+    run with."""
+    path = project_root() / "results" / "study" / "tables" / "runs.csv"
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else None
+
+
+def seed_summary(
+    runs: pd.DataFrame,
+    task: str = DELTA[0],
+    metric: str = DELTA[1],
+    options: str = "",
+    number_format: str = "+.2f",
+    **setting: object,
+) -> pd.DataFrame:
+    """Mean and 95 % interval over seeds of one metric, per method, protocol and sparsity, over
+    the runs whose columns equal ``setting`` (e.g. ``tasks="seg+depth", sparsity=0.9``) and
+    whose options are ``options`` (default: none). ``mean ± CI`` is written with
+    ``number_format`` (the half-width without its sign).
+
+    Example:
+        >>> runs = pd.DataFrame({"method": "cut", "protocol": "fair", "sparsity": 0.9,
+        ...     "options": "", "task": "all", "metric": "delta_mtl", "value": [1.0, 2.0, 3.0]})
+        >>> seed_summary(runs, sparsity=0.9).to_dict("records")[0]["mean ± CI"]
+        '+2.00 ± 2.48'
+    """
+    chosen = runs[(runs["task"] == task) & (runs["metric"] == metric)]
+    chosen = chosen[chosen["options"].fillna("").astype(str) == options]
+    for column, value in setting.items():
+        chosen = chosen[chosen[column] == value]
+    rows = []
+    for (method, protocol, sparsity), block in chosen.groupby(
+        ["method", "protocol", "sparsity"], sort=False
+    ):
+        estimate = mean_ci(block["value"].tolist())
+        half_width = format(estimate.half_width, number_format.lstrip("+"))
+        rows.append(
+            {"method": method, "protocol": protocol, "sparsity": sparsity, "seeds": estimate.n}
+            | {
+                "mean": estimate.mean,
+                "mean ± CI": f"{estimate.mean:{number_format}} ± {half_width}",
+            }
+        )
+    return pd.DataFrame(rows)

@@ -13,6 +13,10 @@ copy would differ from a fresh run's for no reason. :func:`scrub` removes it:
   becomes ``.``, durations in printed text (``in 117.9 s``) become ``… s``, and what stderr only
   logs (progress bars, torch's timestamped warnings, bare newlines) is dropped.
 
+An executed copy lives in another folder than its notebook (``results/executed/`` against
+``notebooks/``), so :func:`relink` rewrites the relative links of its Markdown cells to resolve
+from there.
+
 Cells whose output is a measurement of this machine (latency, throughput) are tagged ``volatile``
 in the notebook; :func:`differences` compares two executed copies and skips their outputs.
 """
@@ -20,6 +24,7 @@ in the notebook; :func:`differences` compares two executed copies and skips thei
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +40,7 @@ _CELL_PAPERMILL_KEYS_KEPT = ("exception", "status")
 _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)? ?s\b")
 _PROGRESS_BAR = re.compile(r"\r[^\r\n]*")
+_RELATIVE_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+)\)")
 _LOG_LINE = re.compile(r"^[WIEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ .*$\n?", re.MULTILINE)
 
 
@@ -151,11 +157,42 @@ def stale_cells(executed: dict[str, Any], source: dict[str, Any]) -> list[int]:
     ]
 
 
+def relink(notebook: dict[str, Any], source: Path, target: Path) -> dict[str, Any]:
+    """A copy of ``notebook`` whose Markdown cells' relative links, written for a notebook in
+    folder ``source``, resolve from folder ``target`` instead (absolute URLs, anchors and
+    rooted paths are left alone).
+
+    Example:
+        >>> cell = {"cell_type": "markdown", "source": "[m](../docs/m.md#a), [w](https://x.org)"}
+        >>> root = Path("/repo")
+        >>> relink({"cells": [cell]}, root / "notebooks", root / "results" / "executed")[
+        ...     "cells"][0]["source"]
+        '[m](../../docs/m.md#a), [w](https://x.org)'
+    """
+
+    def move(match: re.Match[str]) -> str:
+        path, hash_, anchor = match.group(1).partition("#")
+        moved = Path(os.path.relpath(source / path, target)).as_posix()
+        return f"]({moved}{hash_}{anchor})"
+
+    cells = [
+        cell | {"source": _RELATIVE_LINK.sub(move, _text(cell["source"]))}
+        if cell["cell_type"] == "markdown"
+        else cell
+        for cell in notebook["cells"]
+    ]
+    return notebook | {"cells": cells}
+
+
 def write_notebook(path: Path, notebook: dict[str, Any]) -> None:
     """Write ``notebook`` as Jupyter does (sorted keys, one-space indent, UTF-8), atomically."""
     write_text(path, json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def scrub_file(path: Path, root: str | Path | None = None) -> None:
-    """:func:`scrub` the executed notebook at ``path`` in place."""
-    write_notebook(path, scrub(read_json(path), root))
+def scrub_file(path: Path, root: str | Path | None = None, links_from: Path | None = None) -> None:
+    """:func:`scrub` the executed notebook at ``path`` in place; given ``links_from``, the folder
+    of the notebook it was executed from, also :func:`relink` it to ``path``'s folder."""
+    notebook = scrub(read_json(path), root)
+    if links_from is not None:
+        notebook = relink(notebook, Path(links_from).resolve(), Path(path).resolve().parent)
+    write_notebook(path, notebook)

@@ -42,6 +42,8 @@ from cutlib.methods import (
     RunSpec,
     get_method,
 )
+from cutlib.methods.cut import NAME as CUT
+from cutlib.methods.cut import plan_compact
 from cutlib.metrics import delta_mtl
 from cutlib.models import SceneNet
 from cutlib.profiles import (
@@ -52,7 +54,7 @@ from cutlib.profiles import (
     run_settings,
 )
 from cutlib.pruning.importance import BNMode, TaskScores
-from cutlib.pruning.masks import fold_masks, parameter_counts, sparsity_report
+from cutlib.pruning.masks import apply_masks, fold_masks, parameter_counts, sparsity_report
 from cutlib.tasks import select_tasks
 from cutlib.train import resolve_device
 from cutlib.trivial import ConstantPredictor, fit_constants
@@ -257,6 +259,30 @@ def pretrained_task_scores(
     ctx = RunContext(resolve(config.validated()), resolve_device(device), False, pretrained)
     model = ctx.load_pretrained()
     return model, ctx.task_scores(model, "taylor", bn_mode)
+
+
+def compact_before_finetuning(
+    dataset: str,
+    profile: str,
+    tasks: Sequence[str],
+    sparsity: float,
+    *,
+    fusion: str = "vote",
+    seed: int = 0,
+    device: str | torch.device = "auto",
+) -> tuple[float, dict[str, dict[str, float]]]:
+    """CUT's compact model of ``tasks`` at ``sparsity`` with ``fusion`` *before* fine-tuning:
+    the κ it needed and its test metrics, by the very steps a ``cut`` run takes
+    (:func:`cutlib.methods.cut.plan_compact`), without training (a few seconds on the quick
+    profile). The pre-trained model is trained first if it is not in the run store."""
+    config = RunConfig(
+        dataset, CUT, tuple(tasks), sparsity, profile, seed, options=(("fusion", fusion),)
+    )
+    pretrained = pretrained_run(config, device, False)
+    ctx = RunContext(resolve(config.validated()), resolve_device(device), False, pretrained)
+    model, plan = plan_compact(ctx)
+    apply_masks(model, plan.masks)
+    return plan.keep_ratio, ctx.test_metrics(model)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,10 @@ import pandas as pd
 import seaborn as sns
 import torch
 import torch.nn.functional as F
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from torch import Tensor, nn
 
 from cutlib.data.transforms import denormalize
@@ -81,18 +84,44 @@ def file_slug(*parts: object) -> str:
     return "_".join(f"s{p * 100:.0f}" if isinstance(p, float) else str(p) for p in parts)
 
 
-def label_to_rgb(task: TaskSpec, label: Tensor) -> np.ndarray:
+#: How the surface-normal pictures are coloured, for captions under a normals column.
+NORMALS_COLOUR_CODE_SHORT = (
+    "colour (R, G, B) = (n + 1) / 2 of the unit\nnormal n, camera frame: x right, y down,\n"
+    "z forward; black = invalid"
+)
+
+
+def _class_palette(task: TaskSpec) -> Tensor:
+    return torch.tensor(sns.color_palette("tab20", max(task.channels, 2)))
+
+
+def depth_range(labels: Sequence[Tensor]) -> tuple[float, float]:
+    """The (lowest, highest) valid depth (> 0) over ``labels``: one colour scale for a figure."""
+    valid = torch.cat([label[label > 0].flatten().float().cpu() for label in labels])
+    if valid.numel() == 0:
+        return (0.0, 1.0)
+    return (float(valid.min()), float(valid.max()))
+
+
+def _depth_colours(value_range: tuple[float, float]) -> tuple[Normalize, Colormap]:
+    """Depth as viridis, near = bright (reversed map), over ``value_range``."""
+    return Normalize(*value_range), plt.get_cmap("viridis_r")
+
+
+def label_to_rgb(
+    task: TaskSpec, label: Tensor, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """An (H, W, 3) RGB picture in [0, 1] of one label map; invalid pixels are black.
 
-    seg: one colour per class; sn: (n + 1) / 2 as RGB; depth: viridis, near = bright;
+    seg: one colour per class; sn: (n + 1) / 2 as RGB (:data:`NORMALS_COLOUR_CODE_SHORT`); depth:
+    viridis, near = bright, over ``value_range`` (default: this map's own valid range);
     keypoint / edge: grey levels.
     """
     label = label.detach().float().cpu()
     if task.kind == "seg":
-        palette = torch.tensor(sns.color_palette("tab20", max(task.channels, 2)))
         ids = label.long()
         valid = (ids >= 0) & (ids < task.channels)
-        rgb = palette[ids.clamp(0, task.channels - 1)]
+        rgb = _class_palette(task)[ids.clamp(0, task.channels - 1)]
         return (rgb * valid[..., None]).numpy()
     if task.kind == "sn":
         valid = label.norm(dim=0) > 0
@@ -100,9 +129,8 @@ def label_to_rgb(task: TaskSpec, label: Tensor) -> np.ndarray:
     values = label[0]
     if task.kind == "depth":
         valid = values > 0
-        lo, hi = (values[valid].min(), values[valid].max()) if valid.any() else (0.0, 1.0)
-        scaled = 1 - (values - lo) / max(float(hi - lo), 1e-6)
-        rgb = torch.tensor(plt.get_cmap("viridis")(scaled.clamp(0, 1).numpy())[..., :3])
+        norm, cmap = _depth_colours(value_range or depth_range([values]))
+        rgb = torch.tensor(cmap(norm(values.numpy()).clip(0, 1))[..., :3])
         return (rgb * valid[..., None]).float().numpy()
     valid = (
         values != task.ignore_value
@@ -127,24 +155,65 @@ def plot_samples(
     tasks: Sequence[TaskSpec],
     title: str | None = None,
     normalization: str = "imagenet",
+    depth_unit: str = "m",
 ) -> Figure:
     """One row per sample: the image (shown after undoing ``normalization``, the profile's
-    :func:`~cutlib.data.image_normalization`), then every task's label."""
+    :func:`~cutlib.data.image_normalization`), then every task's label; a key of the
+    segmentation classes shown, a colour bar for depth in ``depth_unit`` (one scale for the
+    whole figure) and the normals' colour code underneath."""
     cols = 1 + len(tasks)
     fig, axes = plt.subplots(
-        len(samples), cols, figsize=(2.2 * cols, 2.2 * len(samples)), squeeze=False
+        len(samples),
+        cols,
+        figsize=(2.2 * cols, 2.2 * len(samples) + 0.9),
+        squeeze=False,
+        layout="constrained",
     )
+    ranges = {t.name: depth_range([s[t.name] for s in samples]) for t in tasks if t.kind == "depth"}
     for row, sample in zip(axes, samples, strict=True):
         row[0].imshow(denormalize(sample["image"], normalization).permute(1, 2, 0).cpu().numpy())
         for ax, task in zip(row[1:], tasks, strict=True):
-            ax.imshow(label_to_rgb(task, sample[task.name]))
+            ax.imshow(label_to_rgb(task, sample[task.name], ranges.get(task.name)))
     for ax, name in zip(axes[0], ["image"] + [_KIND_TITLES[t.kind] for t in tasks], strict=True):
         ax.set_title(name, fontsize=9)
     for ax in axes.flat:
         ax.set_axis_off()
+    for column, task in enumerate(tasks, start=1):
+        if task.kind == "depth":
+            norm, cmap = _depth_colours(ranges[task.name])
+            bar = fig.colorbar(
+                ScalarMappable(norm, cmap), ax=axes[:, column], location="bottom", shrink=0.9
+            )
+            bar.set_label(f"depth ({depth_unit}); black = invalid", fontsize=8)
+    seg = next((t for t in tasks if t.kind == "seg"), None)
+    if seg is not None:
+        shown = torch.unique(torch.cat([s[seg.name].flatten() for s in samples]))
+        palette = _class_palette(seg)
+        handles = [
+            Patch(color=palette[int(c)].tolist(), label=seg.class_names[int(c)])
+            for c in shown
+            if 0 <= int(c) < seg.channels and int(c) < len(seg.class_names)
+        ]
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(len(handles), 7),
+            fontsize=8,
+            title="classes (black = ignored)",
+            title_fontsize=8,
+            frameon=False,
+        )
+    for column, task in enumerate(tasks, start=1):
+        if task.kind == "sn":
+            bottom = axes[-1, column]
+            bottom.set_axis_on()
+            bottom.set(xticks=[], yticks=[])
+            bottom.grid(False)
+            for spine in bottom.spines.values():
+                spine.set_visible(False)
+            bottom.set_xlabel(NORMALS_COLOUR_CODE_SHORT, fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -156,7 +225,7 @@ def plot_predictions(
     normalization: str = "imagenet",
 ) -> Figure:
     """One row per sample: the image (shown after undoing ``normalization``), then ground truth
-    and prediction for every task."""
+    and prediction for every task (a predicted depth on its truth's colour scale)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -172,8 +241,9 @@ def plot_predictions(
         for j, task in enumerate(tasks):
             truth = sample[task.name]
             pred = prediction_to_label(task, outputs[task.name][i], tuple(truth.shape[-2:]))
-            row[1 + 2 * j].imshow(label_to_rgb(task, truth))
-            row[2 + 2 * j].imshow(label_to_rgb(task, pred))
+            scale = depth_range([truth]) if task.kind == "depth" else None
+            row[1 + 2 * j].imshow(label_to_rgb(task, truth, scale))
+            row[2 + 2 * j].imshow(label_to_rgb(task, pred, scale))
     titles = ["image"] + [f"{t.name} {w}" for t in tasks for w in ("truth", "predicted")]
     for ax, name in zip(axes[0], titles, strict=True):
         ax.set_title(name, fontsize=9)

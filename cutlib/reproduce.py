@@ -200,7 +200,7 @@ def _run_all(
         wall = round(time.perf_counter() - start, 1)
         new_runs = sorted(_finished_runs(runs) - runs_before)
         breakdown[path.stem] = notebook_breakdown(executed / path.name, wall, new_runs)
-        scrub_file(executed / path.name, project_root())
+        scrub_file(executed / path.name, project_root(), links_from=path.parent)
         print(f"[{index}/{len(notebooks)}] {path.stem} done in {wall:.1f} s", flush=True)
     return breakdown
 

@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
             "cutlib.ablations",
             "cutlib.ablation_figures",
             "cutlib.efficiency_figures",
+            "cutlib.knobs",
             "cutlib.executed",
             "cutlib.diagram",
             "cutlib.claims",

@@ -13,7 +13,13 @@ import torch
 from torch import Tensor
 
 from cutlib.checkpoint import load_model, save_model
-from cutlib.experiments import RunConfig, RunRecord, pretrained_task_scores, run
+from cutlib.experiments import (
+    RunConfig,
+    RunRecord,
+    compact_before_finetuning,
+    pretrained_task_scores,
+    run,
+)
 from cutlib.io import read_json
 from cutlib.methods.context import RunContext
 from cutlib.methods.cut import METHOD as CUT
@@ -371,3 +377,18 @@ def test_pretrained_task_scores_are_the_scores_a_cut_run_prunes_with(
         assert list(scores[task]) == list(per_name)
         for name, expected in per_name.items():
             assert torch.equal(scores[task][name], expected), (task, name)
+
+
+@pytest.mark.slow
+def test_compact_before_finetuning_is_what_the_cut_run_started_from(
+    cut_smoke: CutSmoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUTLIB_RESULTS", str(cut_smoke.results))
+    details = cut_smoke.record.metrics["details"]
+    kappa, metrics = compact_before_finetuning("synth-nyuv2", "smoke", ("seg", "depth"), 0.9)
+    assert kappa == details["keep_ratio"]
+    assert metrics == details["metrics_before_finetune"]
+    union_kappa, _ = compact_before_finetuning(
+        "synth-nyuv2", "smoke", ("seg", "depth"), 0.9, fusion="union"
+    )
+    assert union_kappa < kappa  # the union keeps more shared weights per task at the same κ

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
-from cutlib.executed import differences, scrub, scrub_text, stale_cells
+from cutlib.executed import (
+    differences,
+    scrub,
+    scrub_file,
+    scrub_text,
+    stale_cells,
+    write_notebook,
+)
 
 
 def _cell(source: str, outputs: list[dict], tags: list[str] | None = None) -> dict:
@@ -128,3 +137,26 @@ def test_stale_cells_skips_the_injected_parameters_and_finds_edited_cells():
     assert stale_cells(executed, source) == []
     source["cells"][1]["source"] = "run(seed=1)"
     assert stale_cells(executed, source) == [1]
+
+
+def test_scrub_file_relinks_markdown_to_the_copy_folder(tmp_path: Path) -> None:
+    notebooks, executed = tmp_path / "notebooks", tmp_path / "results" / "executed"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "m.md").write_text("# m\n")
+    executed.mkdir(parents=True)
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": "see [m](../docs/m.md#part), [x](#y)"},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": "print('[m](../docs/m.md)')",
+            "outputs": [],
+            "execution_count": None,
+        },
+    ]
+    write_notebook(executed / "n.ipynb", {"cells": cells, "metadata": {}})
+    scrub_file(executed / "n.ipynb", tmp_path, links_from=notebooks)
+    markdown, code = json.loads((executed / "n.ipynb").read_text())["cells"]
+    assert markdown["source"] == "see [m](../../docs/m.md#part), [x](#y)"
+    assert (executed / "../../docs/m.md").resolve().is_file()
+    assert code["source"] == cells[1]["source"]  # code is not touched

@@ -10,10 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import cutlib as cl
 from cutlib.models import SceneNet
 from cutlib.pruning.masks import prunable_weights
 from cutlib.reporting import (
@@ -222,3 +224,42 @@ def test_mask_grid_rows_show_the_last_panels_kept_fraction(density: float) -> No
         assert filled[0] >= filled[1]  # own ⊇ fused, at the same positions
     finally:
         plt.close(fig)
+
+
+def test_depth_range_spans_valid_depths_of_every_map() -> None:
+    maps = [torch.tensor([[[0.0, 2.0], [3.0, 0.0]]]), torch.tensor([[[1.5, 0.0], [4.0, 5.0]]])]
+    assert cl.reporting.depth_range(maps) == (1.5, 5.0)
+    assert cl.reporting.depth_range([torch.zeros(1, 2, 2)]) == (0.0, 1.0)
+
+
+def test_depth_picture_on_a_shared_scale_is_black_where_invalid() -> None:
+    depth = TaskSpec("depth", "depth", 1)
+    label = torch.tensor([[[0.0, 2.0, 4.0]]])
+    rgb = cl.reporting.label_to_rgb(depth, label, value_range=(2.0, 4.0))
+    assert rgb[0, 0].tolist() == [0.0, 0.0, 0.0]
+    viridis = plt.get_cmap("viridis")
+    assert np.allclose(rgb[0, 1], viridis(1.0)[:3], atol=1e-6)  # nearest = brightest
+    assert np.allclose(rgb[0, 2], viridis(0.0)[:3], atol=1e-6)
+    wider = cl.reporting.label_to_rgb(depth, label, value_range=(2.0, 6.0))
+    assert not np.allclose(wider[0, 2], rgb[0, 2])
+
+
+def test_plot_samples_has_a_class_key_a_depth_bar_and_the_normals_code() -> None:
+    info = cl.SYNTHETIC_DATASETS["synth-nyuv2"]
+    seg = torch.full((8, 8), 255, dtype=torch.long)
+    seg[:4] = 0
+    seg[4:, :4] = 2
+    sample = {
+        "image": torch.zeros(3, 8, 8),
+        "seg": seg,
+        "sn": torch.ones(3, 8, 8) / 3**0.5,
+        "depth": torch.linspace(1, 3, 64).reshape(1, 8, 8),
+    }
+    fig = cl.reporting.plot_samples([sample], info.tasks, depth_unit="m")
+    (legend,) = fig.legends
+    names = info.tasks[0].class_names
+    assert [t.get_text() for t in legend.get_texts()] == [names[0], names[2]]
+    labels = [ax.get_xlabel() for ax in fig.axes]
+    assert any(label.startswith("depth (m)") for label in labels)
+    assert cl.reporting.NORMALS_COLOUR_CODE_SHORT in labels
+    plt.close(fig)

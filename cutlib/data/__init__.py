@@ -41,13 +41,16 @@ _CHANNELS = {"sn": 3, "depth": 1, "keypoint": 1, "edge": 1}
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registered dataset: its name, a description, its tasks in order, and ``mirrors``: the
-    paper's dataset it is (a real dataset) or stands in for (a synthetic preset)."""
+    """A registered dataset: its name, a description, its tasks in order, ``mirrors``: the
+    paper's dataset it is (a real dataset) or stands in for (a synthetic preset), and
+    ``depth_unit``: the unit of its depth labels, for colour bars (metres everywhere but
+    Cityscapes, whose AdaShare files hold a normalised disparity)."""
 
     name: str
     description: str
     tasks: tuple[TaskSpec, ...]
     mirrors: str
+    depth_unit: str = "m"
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -83,11 +86,13 @@ SYNTHETIC_DATASETS: dict[str, DatasetInfo] = {name: _synthetic_info(name) for na
 REAL_LAYOUTS: dict[str, Layout] = {
     layout.name: layout for layout in (nyuv2.LAYOUT, cityscapes.LAYOUT, taskonomy.LAYOUT)
 }
+_REAL_DEPTH_UNITS = {"cityscapes": "normalised disparity"}
 #: Every dataset, synthetic then real.
 DATASETS: dict[str, DatasetInfo] = {
     **SYNTHETIC_DATASETS,
     **{
-        n: DatasetInfo(n, layout.description, layout.tasks, n) for n, layout in REAL_LAYOUTS.items()
+        n: DatasetInfo(n, layout.description, layout.tasks, n, _REAL_DEPTH_UNITS.get(n, "m"))
+        for n, layout in REAL_LAYOUTS.items()
     },
 }
 

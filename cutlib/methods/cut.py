@@ -28,9 +28,11 @@ from dataclasses import dataclass
 
 from cutlib.methods.context import MethodResult, RunContext
 from cutlib.methods.registry import Method, register
+from cutlib.models import SceneNet
 from cutlib.pruning.fusion import AUTHORS_MIN_VOTES, FUSION_RULES, FusionRule
 from cutlib.pruning.importance import BN_MODES, CRITERIA, BNMode, Criterion
 from cutlib.pruning.options import check_choice, check_keep_ratio, check_positive_int
+from cutlib.pruning.per_task import CutPlan
 
 NAME = "cut"
 
@@ -69,10 +71,10 @@ class CutOptions:
             check_positive_int("scoring_batches", self.scoring_batches)
 
 
-def cut(ctx: RunContext) -> MethodResult:
-    """CUT: score the selected tasks on the frozen pre-trained weights, per-task top-κ masks,
-    vote-fused backbone, drop the unselected heads, fine-tune with the masks fixed on the selected
-    tasks' losses."""
+def plan_compact(ctx: RunContext) -> tuple[SceneNet, CutPlan]:
+    """Steps 3–5 without fine-tuning: score the selected tasks on the frozen pre-trained weights,
+    drop the unselected heads, and plan the masks (per-task top-κ, fused backbone). Returns the
+    compact model (masks not yet installed) and the plan."""
     options: CutOptions = ctx.spec.options
     model = ctx.load_pretrained()
     scores = ctx.task_scores(
@@ -87,8 +89,16 @@ def cut(ctx: RunContext) -> MethodResult:
         options.min_votes,
         ctx.profile.scoring.keep_ratios,
     )
+    return model, plan
+
+
+def cut(ctx: RunContext) -> MethodResult:
+    """CUT: score the selected tasks on the frozen pre-trained weights, per-task top-κ masks,
+    vote-fused backbone, drop the unselected heads, fine-tune with the masks fixed on the selected
+    tasks' losses."""
+    model, plan = plan_compact(ctx)
     result = ctx.train_masked(model, plan.masks, ctx.schedule())
-    result.details |= {"options": vars(options), "keep_ratio": plan.keep_ratio}
+    result.details |= {"options": vars(ctx.spec.options), "keep_ratio": plan.keep_ratio}
     return result
 
 
