@@ -164,6 +164,13 @@ def _finished_runs(runs: Path) -> set[Path]:
     return set(runs.glob("*/metrics.json"))
 
 
+def _links_from(notebook: Path, executed: Path) -> Path | None:
+    """The folder to relink an executed copy's Markdown links from: the notebook's, when the copy
+    is inside the project (relative links then resolve); ``None`` (leave them) elsewhere."""
+    inside = executed.resolve().is_relative_to(project_root())
+    return notebook.parent if inside else None
+
+
 def _run_all(
     notebooks: Sequence[Path],
     profile: str,
@@ -200,7 +207,7 @@ def _run_all(
         wall = round(time.perf_counter() - start, 1)
         new_runs = sorted(_finished_runs(runs) - runs_before)
         breakdown[path.stem] = notebook_breakdown(executed / path.name, wall, new_runs)
-        scrub_file(executed / path.name, project_root(), links_from=path.parent)
+        scrub_file(executed / path.name, project_root(), links_from=_links_from(path, executed))
         print(f"[{index}/{len(notebooks)}] {path.stem} done in {wall:.1f} s", flush=True)
     return breakdown
 

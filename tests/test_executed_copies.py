@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cutlib.executed import scrub, stale_cells
+from cutlib.executed import relink, scrub, stale_cells
 from cutlib.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +21,7 @@ COPIES = {ROOT / "results" / "executed" / n.name: n for n in NOTEBOOKS} | {
     / "07_results.ipynb"
 }
 BUDGET_BYTES = 15 * 2**20
+LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+)\)")
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:home|Users|tmp|root|private|var/folders)/")
 
 
@@ -28,7 +29,8 @@ MACHINE_PATH = re.compile(r"(?<![\w.])/(?:home|Users|tmp|root|private|var/folder
 def test_each_notebook_has_a_current_clean_executed_copy(copy: Path) -> None:
     assert copy.is_file(), f"{copy.relative_to(ROOT)} is missing: run `make reproduce`"
     executed = read_json(copy)
-    stale = stale_cells(executed, read_json(COPIES[copy]))
+    source = COPIES[copy]
+    stale = stale_cells(executed, relink(read_json(source), source.parent, copy.parent))
     assert not stale, f"cells {stale} changed since the copy was executed: run `make reproduce`"
     errors = [
         output.get("ename")
@@ -45,3 +47,17 @@ def test_each_notebook_has_a_current_clean_executed_copy(copy: Path) -> None:
 def test_executed_copies_fit_the_size_budget() -> None:
     total = sum(copy.stat().st_size for copy in COPIES if copy.is_file())
     assert total <= BUDGET_BYTES, f"{total / 2**20:.1f} MB of executed copies (budget 15 MB)"
+
+
+@pytest.mark.parametrize("copy", list(COPIES), ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_the_links_of_an_executed_copy_resolve_from_its_folder(copy: Path) -> None:
+    if not copy.is_file():
+        pytest.skip(f"{copy.name} is missing (the test above fails for it)")
+    markdown = "".join(
+        "".join(cell["source"])
+        for cell in read_json(copy)["cells"]
+        if cell["cell_type"] == "markdown"
+    )
+    targets = [t.split("#")[0] for t in LINK.findall(markdown)]
+    broken = [t for t in targets if t and not (copy.parent / t).exists()]
+    assert not broken, broken

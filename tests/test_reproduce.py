@@ -52,6 +52,11 @@ def test_smoke_reproduce_runs_every_notebook(
         executed = json.loads((out / "executed" / f"{name}.ipynb").read_text())
         assert scrub(executed) == executed, f"{name}: the executed copy is not scrubbed"
         assert str(project_root()) not in json.dumps(executed, ensure_ascii=False), name
+    overview = json.loads((out / "executed" / "00_overview.ipynb").read_text())
+    markdown = "".join(
+        "".join(c["source"]) for c in overview["cells"] if c["cell_type"] == "markdown"
+    )
+    assert "](../docs/" in markdown  # a copy outside the project keeps the notebook's links
     assert "without encryption" not in captured.out + captured.err  # the kernels log errors only
     timings = json.loads((out / "timings.json").read_text())
     assert timings["profile"] == "smoke" and set(timings["notebooks"]) == set(names)
