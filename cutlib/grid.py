@@ -296,8 +296,52 @@ def _is_finished(config: RunConfig) -> bool:
     return run_file(config).is_file()
 
 
+#: The device this worker process was given by :func:`_claim_device` (``None`` in the parent).
+_WORKER_DEVICE: str | None = None
+
+
+def worker_devices(device: str, jobs: int, device_count: int | None = None) -> list[str]:
+    """The device of each of ``jobs`` grid workers.
+
+    A bare ``cuda`` (or ``auto`` on a machine with CUDA) and more than one visible GPU: the
+    workers go round-robin over them, ``cuda:0, cuda:1, …, cuda:0, …``, so ``jobs = k × GPUs``
+    puts ``k`` runs on each GPU at a time. Anything else (``cpu``, ``mps``, ``cuda:1``, one
+    GPU): every worker gets ``device``. ``device_count``: the visible GPUs (default: CUDA's).
+
+    Example:
+        >>> worker_devices("cuda", 5, device_count=2)
+        ['cuda:0', 'cuda:1', 'cuda:0', 'cuda:1', 'cuda:0']
+        >>> worker_devices("cuda:1", 2, device_count=2), worker_devices("cpu", 2, device_count=2)
+        (['cuda:1', 'cuda:1'], ['cpu', 'cpu'])
+    """
+    count = torch.cuda.device_count() if device_count is None else device_count
+    bare_cuda = device == "cuda" or (device == "auto" and count > 0)
+    if not bare_cuda or count < 2:
+        return [device] * jobs
+    return [f"cuda:{index % count}" for index in range(jobs)]
+
+
+def _claim_device(devices: Any) -> None:
+    """Pool initializer: this worker takes the next device of the queue for all its runs."""
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = devices.get()
+
+
+def worker_pool(jobs: int, device: str) -> ProcessPoolExecutor:
+    """``jobs`` spawned worker processes, each with its device of :func:`worker_devices`."""
+    context = multiprocessing.get_context("spawn")
+    devices = context.Queue()
+    for assigned in worker_devices(device, jobs):
+        devices.put(assigned)
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_claim_device, initargs=(devices,)
+    )
+
+
 def _run_quietly(config: RunConfig, device: str, threads: int | None) -> tuple[RunConfig, float]:
-    """Make one run (in a worker process or in this one) with ``threads`` CPU threads."""
+    """Make one run (in a worker process or in this one) with ``threads`` CPU threads, on the
+    worker's own device if :func:`worker_pool` gave it one, else on ``device``."""
+    device = _WORKER_DEVICE or device
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -359,7 +403,8 @@ def run_grid(
         cells: from :func:`grid_cells`.
         jobs: parallel worker processes (1: in this process).
         threads: CPU threads per run; default: PyTorch's default when ``jobs == 1``, else 1.
-        device: ``auto``, ``cpu``, ``cuda``…; with ``jobs > 1`` every worker uses it.
+        device: ``auto``, ``cpu``, ``cuda``…; with ``jobs > 1`` and several GPUs, a bare
+            ``cuda`` spreads the workers over them (:func:`worker_devices`).
         progress: a tqdm bar over the optimiser steps the runs will take
             (:func:`planned_iterations`), so its estimate of the time left weighs a long
             from-scratch run more than a short fine-tuning.
@@ -399,8 +444,7 @@ def run_grid(
             for config in (c for stage in stages for c in stage):
                 finished(*_run_quietly(config, device, threads))
             return seconds
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with worker_pool(jobs, device) as pool:
             for stage in stages:
                 futures = [pool.submit(_run_quietly, c, device, threads) for c in stage]
                 for future in as_completed(futures):

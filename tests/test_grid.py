@@ -3,14 +3,24 @@ table, and `cutlib grid`."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import cutlib.experiments as experiments
+import cutlib.grid
 from cutlib.cli import main
-from cutlib.grid import collect, grid_cells, pending_runs, run_grid
+from cutlib.grid import (
+    collect,
+    grid_cells,
+    pending_runs,
+    run_grid,
+    worker_devices,
+    worker_pool,
+)
 
 BLOCKS = [
     {
@@ -140,3 +150,26 @@ def test_grid_cli_dry_run_and_bad_arguments(
     assert "valid profiles" in capsys.readouterr().err
     assert main(["grid", "--profile", "smoke", "--jobs", "0"]) == 2
     assert main(["grid", "--profile", "smoke", "--dataset", "mnist"]) == 2
+
+
+def _device_after_a_pause() -> str | None:
+    """Run in a grid worker: the device it was given, after a pause that keeps it busy, so
+    that the tasks submitted together land on different workers."""
+    time.sleep(1.0)
+    return cutlib.grid._WORKER_DEVICE
+
+
+def test_worker_devices_spread_a_bare_cuda_over_the_visible_gpus() -> None:
+    assert worker_devices("cuda", 4, device_count=2) == ["cuda:0", "cuda:1"] * 2
+    assert worker_devices("auto", 3, device_count=3) == ["cuda:0", "cuda:1", "cuda:2"]
+    assert worker_devices("cuda", 2, device_count=1) == ["cuda", "cuda"]
+    assert worker_devices("auto", 2, device_count=0) == ["auto", "auto"]
+    assert worker_devices("cuda:1", 2, device_count=4) == ["cuda:1", "cuda:1"]
+
+
+def test_each_pool_worker_takes_its_own_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # the parent plans two GPUs
+    with worker_pool(2, "cuda") as pool:
+        futures = [pool.submit(_device_after_a_pause) for _ in range(2)]
+        assert sorted(f.result() for f in futures) == ["cuda:0", "cuda:1"]
+    assert cutlib.grid._WORKER_DEVICE is None  # the parent keeps the device it was given
