@@ -15,12 +15,14 @@ Every method starts from the dense pre-trained multi-task model, which is itself
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -322,17 +324,50 @@ def run(
     """
     config = config.validated()
     directory = run_directory(config)
-    if not (directory / "metrics.json").is_file():
-        _execute(config, resolve(config), directory, resolve_device(device), progress)
-    elif progress:
+    finished = directory / "metrics.json"
+    if not finished.is_file():
+        with run_lock(directory, progress):
+            if not finished.is_file():  # not finished by the process we may have waited for
+                _execute(config, resolve(config), directory, resolve_device(device), progress)
+                return _copied(RunRecord(directory, read_json(finished)), out)
+    if progress:
         print(f"reusing finished run {directory.name}")
+    return _copied(RunRecord(directory, read_json(finished)), out)
+
+
+def _copied(record: RunRecord, out: Path | None) -> RunRecord:
+    """``record``, its files copied to ``out`` first when given."""
+    directory = record.directory
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.json", "model.pt", "history.json", "config.json"):
             if (directory / name).is_file():
                 shutil.copy2(directory / name, out / name)
-    return RunRecord(directory, read_json(directory / "metrics.json"))
+    return record
+
+
+@contextmanager
+def run_lock(directory: Path, progress: bool = False) -> Iterator[None]:
+    """Hold the lock of the run in ``directory`` (``<run>/.lock``) while training it.
+
+    A POSIX record lock (``fcntl.lockf``, which NFS shares between machines): a second process
+    that needs the same run, a grid job on another node or another notebook, waits for the first
+    and then reuses its result instead of training the run twice. The operating system releases
+    the lock when its holder dies, so a killed process never leaves the run locked.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if progress:
+                print(f"run {directory.name} is being trained by another process; waiting")
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def _execute(

@@ -4,6 +4,11 @@ determinism."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +148,53 @@ def test_same_seed_gives_identical_metrics(tmp_path: Path, monkeypatch: pytest.M
             json.loads((run(SMOKE, progress=False).directory / "metrics.json").read_text())
         )
     assert metrics[0]["metrics"] == metrics[1]["metrics"]
+
+
+_RUN_SMOKE = (
+    "from cutlib.experiments import RunConfig, run; "
+    "run(RunConfig('synth-nyuv2', 'dense', profile='smoke'))"
+)
+_HOLD_LOCK = (
+    "import sys, time; from pathlib import Path; from cutlib.experiments import run_lock; "
+    "lock = run_lock(Path(sys.argv[1])); lock.__enter__(); print('locked', flush=True); "
+    "time.sleep(600)"
+)
+
+
+def _environment(results: Path) -> dict[str, str]:
+    return os.environ | {"CUTLIB_RESULTS": str(results), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_run_once_and_share_it(tmp_path: Path) -> None:
+    env = _environment(tmp_path / "results")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RUN_SMOKE], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0]
+    trained = [out for out in outputs if re.search(r"^finished run \S+ in [\d.]+ s$", out, re.M)]
+    reused = [out for out in outputs if "reusing finished run" in out]
+    assert len(trained) == 1 and len(reused) == 1, outputs
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = tmp_path / "results"
+    monkeypatch.setenv("CUTLIB_RESULTS", str(results))
+    directory = experiments.run_directory(SMOKE.validated())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(directory)],
+        env=_environment(results),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    record = run(SMOKE, progress=False)  # would wait forever if the dead holder kept the lock
+    assert record.directory == directory and (directory / "metrics.json").is_file()
