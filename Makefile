@@ -4,20 +4,21 @@
 # make study-tables  rebuild results/study/'s tables and figures from its run records (minutes)
 # make setup       create .venv and install cutlib with its dependencies
 # make lab         open JupyterLab on the notebooks
+# make book        build the companion website into build/book/ (offline, under a minute)
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= quick
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cutlib-installed
 
-.PHONY: setup test reproduce study study-tables lab lint strip clean-runs
+.PHONY: setup test reproduce study study-tables lab book lint strip clean-runs
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,book]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -39,6 +40,9 @@ study-tables: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+book: $(STAMP)
+	$(BIN)/python -m cutlib.book
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

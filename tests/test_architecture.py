@@ -65,7 +65,9 @@ LAYERS: dict[str, int] = {
         ),
         3,
     ),
-    **dict.fromkeys(("cutlib.reproduce", "cutlib.cli", "cutlib.readme", "cutlib"), 4),
+    **dict.fromkeys(
+        ("cutlib.reproduce", "cutlib.cli", "cutlib.readme", "cutlib.book", "cutlib"), 4
+    ),
 }
 
 #: Places where a method's name is also another word of the vocabulary, with the reason.

@@ -124,3 +124,17 @@ def test_a_planted_broken_reference_is_caught(tmp_path: Path) -> None:
     problems = " ".join(broken(tmp_path / "bad.md", tmp_path))
     assert "docs/nope.md: no file" in problems
     assert "no heading #not-one" in problems and "no heading #a-headin" in problems
+
+
+def test_the_website_lists_every_page_and_executed_notebook() -> None:
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    listed = set(re.findall(r"(?:file|root): (\S+)", toc))
+    pages = {p.relative_to(ROOT).with_suffix("").as_posix() for p in ROOT.glob("docs/**/*.md")}
+    copies = {
+        p.relative_to(ROOT).with_suffix("").as_posix()
+        for folder in ("results/executed", "results/study/executed")
+        for p in (ROOT / folder).glob("*.ipynb")
+    }
+    missing = (pages | copies | {"README", "results/README"}) - listed
+    assert not missing, f"add to book/_toc.yml: {sorted(missing)}"
+    assert not [f for f in listed if not list(ROOT.glob(f + ".*"))], "a page that does not exist"

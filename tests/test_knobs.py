@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,15 @@ def test_the_widget_redraws_and_reports_when_a_knob_moves(tiny_net: SceneNet) ->
 def test_one_task_cannot_be_fused(tiny_net: SceneNet) -> None:
     with pytest.raises(ValueError, match="at least two"):
         MaskExplorer({}, cl.reporting.layer_table(tiny_net), ["seg"], set())
+
+
+def test_an_update_in_place_draws_what_a_fresh_figure_draws(explorer: MaskExplorer) -> None:
+    live = explorer.draw(MaskSetting(0.4, "union"))
+    setting = MaskSetting(0.1, "vote", 3)
+    updated, fresh = explorer.update(live, setting), explorer.draw(setting)
+    assert updated.figure is live.figure and updated.sparsity == fresh.sparsity
+    for mine, theirs in zip(updated.figure.axes[:2], fresh.figure.axes[:2], strict=True):
+        assert mine.get_title() == theirs.get_title()
+        for a, b in zip(mine.get_lines(), theirs.get_lines(), strict=True):
+            assert a.get_label() == b.get_label()
+            np.testing.assert_array_equal(a.get_ydata(), b.get_ydata(), a.get_label())
