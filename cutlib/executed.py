@@ -40,7 +40,8 @@ _CELL_PAPERMILL_KEYS_KEPT = ("exception", "status")
 _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)? ?s\b")
 _PROGRESS_BAR = re.compile(r"\r[^\r\n]*")
-_RELATIVE_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+)\)")
+#: A relative Markdown link ``](path)``: not a URL, an anchor or a rooted path.
+RELATIVE_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+)\)")
 _LOG_LINE = re.compile(r"^[WIEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ .*$\n?", re.MULTILINE)
 
 
@@ -176,7 +177,7 @@ def relink(notebook: dict[str, Any], source: Path, target: Path) -> dict[str, An
         return f"]({moved}{hash_}{anchor})"
 
     cells = [
-        cell | {"source": _RELATIVE_LINK.sub(move, _text(cell["source"]))}
+        cell | {"source": RELATIVE_LINK.sub(move, _text(cell["source"]))}
         if cell["cell_type"] == "markdown"
         else cell
         for cell in notebook["cells"]

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from cutlib.methods.cut import NAME as CUT
 from cutlib.palette import method_style
-from cutlib.pruning.fusion import FUSION_RULES, FusionRule, fuse_masks, vote_threshold
+from cutlib.pruning.fusion import FUSION_RULES, FusionRule, vote_threshold
 from cutlib.pruning.importance import TaskScores
 from cutlib.pruning.masks import BACKBONE, Masks, scope_sparsity
 from cutlib.pruning.per_task import CutMasker
@@ -132,13 +132,7 @@ class MaskExplorer:
         heads) and the votes a shared weight needs, at ``setting``."""
         threshold = vote_threshold(setting.rule, len(self.selected), setting.min_votes)
         own = self.masker.task_masks(setting.keep_ratio)
-        backbone = fuse_masks(
-            {t: {n: m[n] for n in self.masker.shared} for t, m in own.items()},
-            setting.rule,
-            setting.min_votes,
-        )
-        heads = {n: m for masks in own.values() for n, m in masks.items() if n not in self.shared}
-        return own, backbone | heads, threshold
+        return own, self.masker.deploy(own, setting.rule, setting.min_votes), threshold
 
     def _curves(
         self, setting: MaskSetting

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cutlib.executed import relink, scrub, stale_cells
+from cutlib.executed import RELATIVE_LINK, relink, scrub, stale_cells
 from cutlib.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,6 @@ COPIES = {ROOT / "results" / "executed" / n.name: n for n in NOTEBOOKS} | {
     / "07_results.ipynb"
 }
 BUDGET_BYTES = 15 * 2**20
-LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+)\)")
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:home|Users|tmp|root|private|var/folders)/")
 
 
@@ -58,6 +57,6 @@ def test_the_links_of_an_executed_copy_resolve_from_its_folder(copy: Path) -> No
         for cell in read_json(copy)["cells"]
         if cell["cell_type"] == "markdown"
     )
-    targets = [t.split("#")[0] for t in LINK.findall(markdown)]
+    targets = [t.split("#")[0] for t in RELATIVE_LINK.findall(markdown)]
     broken = [t for t in targets if t and not (copy.parent / t).exists()]
     assert not broken, broken

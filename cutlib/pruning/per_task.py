@@ -79,12 +79,21 @@ class CutMasker:
 
     def __call__(self, keep: float) -> Masks:
         """Steps 4–5: the deployed model's masks (fused backbone, each head its own) at κ."""
-        per_task = self.task_masks(keep)
+        return self.deploy(self.task_masks(keep))
+
+    def deploy(
+        self,
+        per_task: dict[str, Masks],
+        fusion: FusionRule | None = None,
+        min_votes: int | None = None,
+    ) -> Masks:
+        """Step 5 on the tasks' own masks ``per_task`` (:meth:`task_masks`): the shared weights
+        fused by ``fusion`` / ``min_votes`` (default: this masker's), each head its own mask."""
         shared = set(self.shared)
         fused = fuse_masks(
             {t: {n: m[n] for n in self.shared} for t, m in per_task.items()},
-            self.fusion,
-            self.min_votes,
+            self.fusion if fusion is None else fusion,
+            self.min_votes if min_votes is None else min_votes,
         )
         heads = {n: m for masks in per_task.values() for n, m in masks.items() if n not in shared}
         return fused | heads
