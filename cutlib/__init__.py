@@ -103,6 +103,7 @@ _MODULES: tuple[str, ...] = (
     "claims",
     "comparison",
     "comparison_figures",
+    "curves",
     "palette",
     "data",
     "diagram",

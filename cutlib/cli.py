@@ -34,6 +34,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
+def _add_log_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="log training curves there for TensorBoard (tensorboard --logdir)",
+    )
+
+
+def _check_log_dir(log_dir: Path | None) -> None:
+    """``--log-dir`` needs TensorBoard: ValueError (bad input) without it."""
+    if log_dir is not None:
+        from cutlib.curves import check_available
+
+        check_available()
+
+
 def _bad_input(prog: str, err: Exception) -> int:
     print(f"{prog}: error: {err}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -115,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="also copy the run's files to this folder")
     run.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    _add_log_dir(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     rep = commands.add_parser("reproduce", help="execute the notebooks in order with papermill")
@@ -156,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, help="CPU threads per run (default: 1 with --jobs > 1)"
     )
     grid.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    _add_log_dir(grid)
     grid.add_argument(
         "--out", type=Path, help="results folder (default: results/, or results/<profile>/)"
     )
@@ -272,6 +290,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         if args.jobs < 1 or (args.threads is not None and args.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1")
         checked_device(args.device)
+        _check_log_dir(args.log_dir)
         out = args.out if args.out is not None else default_out(args.profile)
         os.environ["CUTLIB_RESULTS"] = str(Path(out).resolve())
         cells = grid_cells(args.profile, datasets=args.dataset, seeds=_grid_seeds(args))
@@ -291,7 +310,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
                 f"s={config.sparsity:g} seed={config.seed} {config.protocol}"
             )
         return 0
-    run_grid(cells, jobs=args.jobs, threads=args.threads, device=args.device)
+    run_grid(cells, jobs=args.jobs, threads=args.threads, device=args.device, log_dir=args.log_dir)
     if args.records:
         print(f"run records: {export_records(cells)} runs in {records_dir()}")
     _, path = write_runs_table(cells)
@@ -338,9 +357,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = config.validated()
         checked_device(args.device)
+        _check_log_dir(args.log_dir)
     except ValueError as err:
         return _bad_input("cutlib run", err)
-    record = run(config, out=args.out, device=args.device, progress=not args.quiet)
+    record = run(
+        config, out=args.out, device=args.device, progress=not args.quiet, log_dir=args.log_dir
+    )
     print(f"metrics: {record.directory / 'metrics.json'}")
     for task, values in record.metrics["metrics"].items():
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cutlib.checkpoint import save_model
+from cutlib.curves import TensorBoardCurves
 from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks
 from cutlib.data.real import default_root, read_index
 from cutlib.data.synthetic import SYNTHETIC_VERSION
@@ -312,11 +313,14 @@ def run(
     out: Path | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
+    log_dir: Path | None = None,
 ) -> RunRecord:
     """Run one experiment, or reuse it from the run store, and return its record.
 
     Writes ``metrics.json``, ``model.pt``, ``history.json`` and ``config.json`` to
-    ``results/runs/<id>/`` (and copies them to ``out`` when given).
+    ``results/runs/<id>/`` (and copies them to ``out`` when given). With ``log_dir``, a run
+    trained now logs its training curves to ``<log_dir>/<id>/`` for TensorBoard
+    (:mod:`cutlib.curves`).
 
     Example:
         >>> # record = run(RunConfig("synth-nyuv2", "dense", profile="smoke"))
@@ -328,7 +332,9 @@ def run(
     if not finished.is_file():
         with run_lock(directory, progress):
             if not finished.is_file():  # not finished by the process we may have waited for
-                _execute(config, resolve(config), directory, resolve_device(device), progress)
+                _execute(
+                    config, resolve(config), directory, resolve_device(device), progress, log_dir
+                )
                 return _copied(RunRecord(directory, read_json(finished)), out)
     if progress:
         print(f"reusing finished run {directory.name}")
@@ -371,13 +377,24 @@ def run_lock(directory: Path, progress: bool = False) -> Iterator[None]:
 
 
 def _execute(
-    config: RunConfig, spec: RunSpec, directory: Path, device: torch.device, progress: bool
+    config: RunConfig,
+    spec: RunSpec,
+    directory: Path,
+    device: torch.device,
+    progress: bool,
+    log_dir: Path | None = None,
 ) -> None:
     start = time.perf_counter()
     pretrained = None if spec.is_pretraining else pretrained_run(config, device, progress)
     ctx = RunContext(spec, device, progress, pretrained)
     task_names = spec.tasks
-    result = spec.method.run(ctx)
+    curves = None if log_dir is None else TensorBoardCurves(Path(log_dir) / directory.name)
+    ctx.curves = curves
+    try:
+        result = spec.method.run(ctx)
+    finally:
+        if curves is not None:
+            curves.close()
     fold_masks(result.model)  # pruned weights become plain zeros before counting and saving
 
     eval_start = time.perf_counter()

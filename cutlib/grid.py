@@ -338,7 +338,9 @@ def worker_pool(jobs: int, device: str) -> ProcessPoolExecutor:
     )
 
 
-def _run_quietly(config: RunConfig, device: str, threads: int | None) -> tuple[RunConfig, float]:
+def _run_quietly(
+    config: RunConfig, device: str, threads: int | None, log_dir: Path | None = None
+) -> tuple[RunConfig, float]:
     """Make one run (in a worker process or in this one) with ``threads`` CPU threads, on the
     worker's own device if :func:`worker_pool` gave it one, else on ``device``."""
     device = _WORKER_DEVICE or device
@@ -347,7 +349,7 @@ def _run_quietly(config: RunConfig, device: str, threads: int | None) -> tuple[R
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        run(config, device=device, progress=False)
+        run(config, device=device, progress=False, log_dir=log_dir)
     finally:
         torch.set_num_threads(previous)
     return config, time.perf_counter() - start
@@ -396,6 +398,7 @@ def run_grid(
     threads: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    log_dir: Path | None = None,
 ) -> dict[str, float]:
     """Make every run of ``cells`` that is not in the run store yet.
 
@@ -408,6 +411,7 @@ def run_grid(
         progress: a tqdm bar over the optimiser steps the runs will take
             (:func:`planned_iterations`), so its estimate of the time left weighs a long
             from-scratch run more than a short fine-tuning.
+        log_dir: each run made now logs its training curves there for TensorBoard.
 
     Returns:
         Wall seconds of each run made now, by run id (reused runs are absent).
@@ -442,11 +446,11 @@ def run_grid(
     try:
         if jobs == 1:
             for config in (c for stage in stages for c in stage):
-                finished(*_run_quietly(config, device, threads))
+                finished(*_run_quietly(config, device, threads, log_dir))
             return seconds
         with worker_pool(jobs, device) as pool:
             for stage in stages:
-                futures = [pool.submit(_run_quietly, c, device, threads) for c in stage]
+                futures = [pool.submit(_run_quietly, c, device, threads, log_dir) for c in stage]
                 for future in as_completed(futures):
                     finished(*future.result())
     finally:

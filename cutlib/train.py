@@ -176,6 +176,7 @@ def train(
     progress: bool = True,
     description: str = "train",
     on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
+    on_evaluation: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``tasks`` for ``config.iterations`` steps and keep the best validation
     checkpoint (loaded into ``model`` on return).
@@ -183,7 +184,8 @@ def train(
     ``on_step(iteration, batch)``, when given, is called after every optimiser step with the
     iteration number (from 1) and the batch just used, and once before the first step with
     iteration 0 and the first batch: dynamic sparse training updates its masks there, and
-    pre-training saves its rewinding checkpoint.
+    pre-training saves its rewinding checkpoint. ``on_evaluation(entry)``, when given, gets each
+    history entry as it is made (live curves, :mod:`cutlib.curves`).
 
     Only parameters with ``requires_grad`` are optimised, so frozen parts stay frozen. The seed
     fixes the sampling order and augmentation; with the same seed on the same CPU, two runs are
@@ -233,6 +235,8 @@ def train(
             entry |= {f"train_{k}": v / steps_since_eval for k, v in running.items()}
             entry |= {f"val_{k}": v for k, v in val.items()}
             result.history.append(entry)
+            if on_evaluation is not None:
+                on_evaluation(entry)
             running, steps_since_eval = {}, 0
             if val["loss"] < result.best_val_loss:
                 result.best_val_loss, result.best_iteration = val["loss"], iteration

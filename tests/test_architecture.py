@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         (
             "cutlib.io",
+            "cutlib.curves",
             "cutlib.tasks",
             "cutlib.losses",
             "cutlib.metrics",

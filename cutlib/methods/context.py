@@ -6,6 +6,7 @@ under fixed masks. The primitives (importance, masks, thresholds, fusion) live i
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class RunContext:
     start: Start | None = None
     #: optimiser steps taken by this run (all rounds)
     trained_iterations: int = 0
+    #: where each training stage reports its validation points (``curves(stage, entry)``)
+    curves: Callable[[str, dict[str, float]], None] | None = None
 
     @property
     def profile(self) -> Profile:
@@ -266,6 +269,7 @@ class RunContext:
             progress=self.progress,
             description=stage,
             on_step=on_step,
+            on_evaluation=None if self.curves is None else functools.partial(self.curves, stage),
         )
         self.timings[stage] = self.timings.get(stage, 0.0) + result.seconds
         # of which validation passes (model selection on the validation split)
