@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -34,17 +35,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def _add_log_dir(parser: argparse.ArgumentParser) -> None:
+def _add_scale_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-dir`` and ``--precision``, shared by ``run`` and ``grid``."""
     parser.add_argument(
         "--log-dir",
         type=Path,
         help="log training curves there for TensorBoard (tensorboard --logdir)",
     )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="fp32, or bf16 / fp16 mixed precision (CUDA only)",
+    )
 
 
-def _check_log_dir(log_dir: Path | None) -> None:
-    """``--log-dir`` needs TensorBoard: ValueError (bad input) without it."""
-    if log_dir is not None:
+def _check_scale_options(args: argparse.Namespace) -> None:
+    """``--log-dir`` needs TensorBoard, ``--precision`` other than fp32 needs CUDA: ValueError
+    (bad input) otherwise."""
+    from cutlib.train import autocast_dtype, checked_device
+
+    autocast_dtype(args.precision, checked_device(args.device))
+    if args.log_dir is not None:
         from cutlib.curves import check_available
 
         check_available()
@@ -131,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="also copy the run's files to this folder")
     run.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
-    _add_log_dir(run)
+    _add_scale_options(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     rep = commands.add_parser("reproduce", help="execute the notebooks in order with papermill")
@@ -173,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, help="CPU threads per run (default: 1 with --jobs > 1)"
     )
     grid.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
-    _add_log_dir(grid)
+    _add_scale_options(grid)
     grid.add_argument(
         "--out", type=Path, help="results folder (default: results/, or results/<profile>/)"
     )
@@ -290,10 +302,13 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         if args.jobs < 1 or (args.threads is not None and args.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1")
         checked_device(args.device)
-        _check_log_dir(args.log_dir)
+        _check_scale_options(args)
         out = args.out if args.out is not None else default_out(args.profile)
         os.environ["CUTLIB_RESULTS"] = str(Path(out).resolve())
-        cells = grid_cells(args.profile, datasets=args.dataset, seeds=_grid_seeds(args))
+        cells = [
+            replace(cell, config=replace(cell.config, precision=args.precision))
+            for cell in grid_cells(args.profile, datasets=args.dataset, seeds=_grid_seeds(args))
+        ]
     except ValueError as err:
         return _bad_input("cutlib grid", err)
     if not cells:
@@ -353,11 +368,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tuple(args.option),
         args.protocol,
         str(args.data_root) if args.data_root else None,
+        args.precision,
     )
     try:
         config = config.validated()
         checked_device(args.device)
-        _check_log_dir(args.log_dir)
+        _check_scale_options(args)
     except ValueError as err:
         return _bad_input("cutlib run", err)
     record = run(

@@ -59,7 +59,7 @@ from cutlib.profiles import (
 from cutlib.pruning.importance import BNMode, TaskScores
 from cutlib.pruning.masks import apply_masks, fold_masks, parameter_counts, sparsity_report
 from cutlib.tasks import select_tasks
-from cutlib.train import resolve_device
+from cutlib.train import autocast_dtype, check_precision, resolve_device
 from cutlib.trivial import ConstantPredictor, fit_constants
 from cutlib.version import __version__
 
@@ -70,7 +70,8 @@ class RunConfig:
     method's default (0 for ``dense``, 0.9 for pruning methods); ``options`` are the method's
     ``(name, value)`` options (e.g. ``(("fusion", "union"),)`` for CUT); ``protocol`` the training
     budget (``fair`` or ``paper``, :mod:`cutlib.context`); ``data_root`` the folder of a real
-    dataset (``None``: ``data/<dataset>/``)."""
+    dataset (``None``: ``data/<dataset>/``); ``precision`` ``fp32``, or ``bf16`` / ``fp16``
+    mixed precision on CUDA (:func:`cutlib.train.autocast_dtype`)."""
 
     dataset: str
     method: str = DENSE
@@ -81,6 +82,7 @@ class RunConfig:
     options: tuple[tuple[str, Any], ...] = ()
     protocol: str = DEFAULT_PROTOCOL
     data_root: str | None = None
+    precision: str = "fp32"
 
     def validated(self) -> RunConfig:
         """Check every field and return a normalised copy (tasks in dataset order, sparsity set,
@@ -100,6 +102,7 @@ class RunConfig:
             pairs,
             spec.protocol,
             spec.data_root,
+            spec.precision,
         )
 
     def method_options(self) -> Any:
@@ -146,6 +149,7 @@ def resolve(config: RunConfig) -> RunSpec:
     elif data_root is not None:
         raise ValueError(f"{config.dataset} is rendered, not read: it takes no data root")
     method = get_method(config.method)
+    check_precision(config.precision)
     tasks = tuple(t.name for t in select_tasks(info.tasks, config.tasks))
     check_profile_name(config.profile)
     profile = load_profile(config.profile, config.dataset)
@@ -182,6 +186,7 @@ def resolve(config: RunConfig) -> RunSpec:
         selected=select_tasks(all_tasks, tasks),
         data_root=data_root,
         is_pretraining=method.name == DENSE and tasks == info.task_names,
+        precision=config.precision,
     )
 
 
@@ -193,6 +198,8 @@ def full_config(config: RunConfig) -> dict[str, Any]:
     run = asdict(config)
     if run["data_root"] is None:  # the default data: the same ids as before the option existed
         del run["data_root"]
+    if run["precision"] == "fp32":  # likewise for the default precision
+        del run["precision"]
     return {
         "run": run,
         "method_options": None if options is None else asdict(options),
@@ -233,6 +240,7 @@ def pretraining_config(config: RunConfig) -> RunConfig:
         config.profile,
         config.seed,
         data_root=config.data_root,
+        precision=config.precision,
     )
 
 
@@ -327,6 +335,7 @@ def run(
         >>> # record.metrics["metrics"]["seg"]["mIoU"]
     """
     config = config.validated()
+    autocast_dtype(config.precision, resolve_device(device))  # mixed precision needs CUDA
     directory = run_directory(config)
     finished = directory / "metrics.json"
     if not finished.is_file():

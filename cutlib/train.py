@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,36 @@ def checked_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+#: Training precisions: fp32 everywhere; bf16 or fp16 autocast (fp16 with a gradient scaler) on
+#: CUDA only.
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str) -> None:
+    """ValueError naming the valid precisions for any other."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device``: ``None`` for fp32.
+
+    Raises:
+        ValueError: an unknown precision, or bf16 / fp16 on a device other than CUDA (the CPU
+            and MPS train in fp32: mixed precision there is slower, and it would change results).
+
+    Example:
+        >>> autocast_dtype("fp32", torch.device("cpu")) is None
+        True
+    """
+    check_precision(precision)
+    if precision == "fp32":
+        return None
+    if device.type != "cuda":
+        raise ValueError(f"{precision} mixed precision runs on CUDA only; on {device}, use fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
 def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     """Move every tensor of a batch to ``device``."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -177,6 +208,7 @@ def train(
     description: str = "train",
     on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
     on_evaluation: Callable[[dict[str, float]], None] | None = None,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train ``model`` on ``tasks`` for ``config.iterations`` steps and keep the best validation
     checkpoint (loaded into ``model`` on return).
@@ -185,7 +217,9 @@ def train(
     iteration number (from 1) and the batch just used, and once before the first step with
     iteration 0 and the first batch: dynamic sparse training updates its masks there, and
     pre-training saves its rewinding checkpoint. ``on_evaluation(entry)``, when given, gets each
-    history entry as it is made (live curves, :mod:`cutlib.curves`).
+    history entry as it is made (live curves, :mod:`cutlib.curves`). ``precision``: ``bf16`` or
+    ``fp16`` run the forward pass and the loss under autocast on CUDA, fp16 with a gradient
+    scaler (:func:`autocast_dtype`); validation stays in fp32.
 
     Only parameters with ``requires_grad`` are optimised, so frozen parts stay frozen. The seed
     fixes the sampling order and augmentation; with the same seed on the same CPU, two runs are
@@ -204,6 +238,9 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+    dtype = autocast_dtype(precision, device)
+    autocast = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     result = TrainResult()
     best_state: dict[str, Tensor] | None = None
@@ -217,10 +254,13 @@ def train(
         batch = to_device(next(batches), device)
         if iteration == 1 and on_step is not None:
             on_step(0, batch)
-        total, per_task = multitask_loss(tasks, model(batch["image"]), batch, align=config.align)
+        with autocast:
+            outputs = model(batch["image"])
+            total, per_task = multitask_loss(tasks, outputs, batch, align=config.align)
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         if on_step is not None:
             on_step(iteration, batch)

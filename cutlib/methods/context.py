@@ -270,6 +270,7 @@ class RunContext:
             description=stage,
             on_step=on_step,
             on_evaluation=None if self.curves is None else functools.partial(self.curves, stage),
+            precision=self.spec.precision,
         )
         self.timings[stage] = self.timings.get(stage, 0.0) + result.seconds
         # of which validation passes (model selection on the validation split)

@@ -35,6 +35,8 @@ class RunSpec:
         selected: the selected tasks' specifications.
         data_root: the folder of a real dataset (``None``: the default).
         is_pretraining: the dense run on all tasks, which every other run starts from.
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast on CUDA
+            (:func:`cutlib.train.autocast_dtype`).
     """
 
     dataset: str
@@ -50,6 +52,7 @@ class RunSpec:
     selected: tuple[TaskSpec, ...]
     data_root: str | None
     is_pretraining: bool
+    precision: str = "fp32"
 
     @property
     def planned_steps(self) -> int:
