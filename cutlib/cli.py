@@ -50,9 +50,9 @@ def _add_scale_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_scale_options(args: argparse.Namespace) -> None:
-    """``--log-dir`` needs TensorBoard, ``--precision`` other than fp32 needs CUDA: ValueError
-    (bad input) otherwise."""
+def _check_device_options(args: argparse.Namespace) -> None:
+    """``--device`` must exist here, ``--precision`` other than fp32 needs CUDA, ``--log-dir``
+    needs TensorBoard: ValueError (bad input) otherwise."""
     from cutlib.train import autocast_dtype, checked_device
 
     autocast_dtype(args.precision, checked_device(args.device))
@@ -295,14 +295,12 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     from cutlib.io import results_dir
     from cutlib.profiles import check_profile_name
     from cutlib.reproduce import default_out
-    from cutlib.train import checked_device
 
     try:
         check_profile_name(args.profile)
         if args.jobs < 1 or (args.threads is not None and args.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1")
-        checked_device(args.device)
-        _check_scale_options(args)
+        _check_device_options(args)
         out = args.out if args.out is not None else default_out(args.profile)
         os.environ["CUTLIB_RESULTS"] = str(Path(out).resolve())
         cells = [
@@ -356,7 +354,6 @@ def _grid_seeds(args: argparse.Namespace) -> list[int] | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from cutlib.experiments import RunConfig, run
-    from cutlib.train import checked_device
 
     config = RunConfig(
         args.dataset,
@@ -372,8 +369,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         config = config.validated()
-        checked_device(args.device)
-        _check_scale_options(args)
+        _check_device_options(args)
     except ValueError as err:
         return _bad_input("cutlib run", err)
     record = run(

@@ -335,15 +335,14 @@ def run(
         >>> # record.metrics["metrics"]["seg"]["mIoU"]
     """
     config = config.validated()
-    autocast_dtype(config.precision, resolve_device(device))  # mixed precision needs CUDA
+    device = resolve_device(device)
+    autocast_dtype(config.precision, device)  # mixed precision needs CUDA
     directory = run_directory(config)
     finished = directory / "metrics.json"
     if not finished.is_file():
         with run_lock(directory, progress):
             if not finished.is_file():  # not finished by the process we may have waited for
-                _execute(
-                    config, resolve(config), directory, resolve_device(device), progress, log_dir
-                )
+                _execute(config, resolve(config), directory, device, progress, log_dir)
                 return _copied(RunRecord(directory, read_json(finished)), out)
     if progress:
         print(f"reusing finished run {directory.name}")

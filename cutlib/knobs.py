@@ -80,7 +80,6 @@ class _LiveCanvas:
     half-second a full render of every tick label takes."""
 
     def __init__(self, figure: Figure) -> None:
-        self.figure = figure
         self.canvas = FigureCanvasAgg(figure)
         self.canvas.draw()  # the layout engine places everything once …
         figure.set_layout_engine("none")  # … and the layout stays
