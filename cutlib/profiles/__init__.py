@@ -32,9 +32,10 @@ __all__ = [
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "study", "full", "paper")
 DEFAULT_PROFILE = "quick"
 
-#: Profile entries that say which runs to make or how to present them, not how one run goes:
-#: top-level keys, and ``(section, key)`` pairs. They are left out of a run's identity, so a
-#: change of the grid or of a notebook's run list reuses every finished run.
+#: Profile entries that say which runs to make, how to present them or how to execute them, not
+#: what one run computes: top-level keys, and ``(section, key)`` pairs. They are left out of a
+#: run's identity, so a change of the grid, of a notebook's run list or of the runtime (workers,
+#: checkpoints, cluster) reuses every finished run.
 PLANNING_KEYS: tuple[str, ...] = (
     "description",
     "seeds",
@@ -42,6 +43,7 @@ PLANNING_KEYS: tuple[str, ...] = (
     "claims",
     "ablations",
     "edge",
+    "runtime",
 )
 PLANNING_SUBKEYS: tuple[tuple[str, str], ...] = (("baselines", "notebook"),)
 

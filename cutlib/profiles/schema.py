@@ -150,6 +150,38 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """How ``cutlib grid --executor submitit`` asks a cluster for resources: one job per run,
+    submitted as a job array (SLURM on a cluster, submitit's local executor elsewhere)."""
+
+    partition: str | None = None  #: the SLURM partition; ``None``: the cluster's default
+    time_minutes: int = 240  #: each job's time limit
+    gpus_per_task: int = 1
+    cpus_per_task: int = 8  #: the run's threads and its DataLoader workers
+    mem_gb: int | None = None  #: memory per job; ``None``: the cluster's default
+    array_parallelism: int = 64  #: jobs of the array running at once
+    account: str | None = None  #: the SLURM account to charge, if the cluster needs one
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How a run executes, never what it computes: left out of every run's identity
+    (:data:`cutlib.profiles.PLANNING_KEYS`), because no value here changes a result.
+
+    ``workers`` and ``pin_memory`` default by device (:func:`cutlib.loading.loader_settings`): no
+    worker processes and no pinned memory on a CPU, where the training step already uses every
+    core; worker processes and pinned memory on a GPU, so decoding and augmentation overlap the
+    step.
+    """
+
+    workers: int | None = None  #: DataLoader worker processes; ``None``: by device
+    pin_memory: bool | None = None  #: page-locked batches for fast GPU copies; ``None``: by device
+    prefetch: int = 2  #: batches each worker prepares ahead
+    checkpoint_every: int = 0  #: iterations between resumable checkpoints; 0: none
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A loaded profile: one run's settings, and what to run and show (grid, notebooks).
 
@@ -172,6 +204,7 @@ class Profile:
     claims: ClaimSettings | None = None
     ablations: AblationSettings | None = None
     edge: EdgeSettings | None = None
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     name: str = field(default="", compare=False)
     dataset: str | None = field(default=None, compare=False)
     source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -220,7 +253,7 @@ def parse_profile(source: Mapping[str, Any], name: str, dataset: str | None = No
         ...
         cutlib.profiles.schema.ProfileError: profile 'mine': unknown key 'pretrian'; valid keys: \
 description, data, model, pretrain, finetune, scoring, baselines, eval, loss_weights, seeds, grid, \
-claims, ablations, edge
+claims, ablations, edge, runtime
     """
     where = f"profile {name!r}" + (f" ({dataset})" if dataset else "")
     values = _build(Profile, source, "", where, skip=_ORIGIN)
