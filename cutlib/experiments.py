@@ -36,6 +36,7 @@ from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks
 from cutlib.data.real import default_root, read_index
 from cutlib.data.synthetic import SYNTHETIC_VERSION
 from cutlib.io import read_json, results_dir, write_json
+from cutlib.loading import loader_settings
 from cutlib.methods import (
     DEFAULT_PROTOCOL,
     DENSE,
@@ -58,6 +59,7 @@ from cutlib.profiles import (
 )
 from cutlib.pruning.importance import BNMode, TaskScores
 from cutlib.pruning.masks import apply_masks, fold_masks, parameter_counts, sparsity_report
+from cutlib.resume import RunCheckpoints
 from cutlib.tasks import select_tasks
 from cutlib.train import autocast_dtype, check_precision, resolve_device
 from cutlib.trivial import ConstantPredictor, fit_constants
@@ -322,13 +324,18 @@ def run(
     device: str | torch.device = "auto",
     progress: bool = True,
     log_dir: Path | None = None,
+    workers: int | None = None,
+    checkpoint_every: int | None = None,
 ) -> RunRecord:
     """Run one experiment, or reuse it from the run store, and return its record.
 
     Writes ``metrics.json``, ``model.pt``, ``history.json`` and ``config.json`` to
     ``results/runs/<id>/`` (and copies them to ``out`` when given). With ``log_dir``, a run
     trained now logs its training curves to ``<log_dir>/<id>/`` for TensorBoard
-    (:mod:`cutlib.curves`).
+    (:mod:`cutlib.curves`). ``workers`` (DataLoader worker processes) and ``checkpoint_every``
+    (iterations between resumable checkpoints) override the profile's ``runtime`` section; neither
+    changes the result. A run interrupted earlier resumes from its checkpoints
+    (:mod:`cutlib.resume`); the pre-trained model it needs is made with the same settings.
 
     Example:
         >>> # record = run(RunConfig("synth-nyuv2", "dense", profile="smoke"))
@@ -342,11 +349,35 @@ def run(
     if not finished.is_file():
         with run_lock(directory, progress):
             if not finished.is_file():  # not finished by the process we may have waited for
-                _execute(config, resolve(config), directory, device, progress, log_dir)
+                execution = Execution(device, progress, log_dir, workers, checkpoint_every)
+                _execute(config, resolve(config), directory, execution)
                 return _copied(RunRecord(directory, read_json(finished)), out)
     if progress:
         print(f"reusing finished run {directory.name}")
     return _copied(RunRecord(directory, read_json(finished)), out)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How :func:`run` executes a run (its arguments besides the configuration): never what the
+    run computes."""
+
+    device: torch.device
+    progress: bool = True
+    log_dir: Path | None = None
+    workers: int | None = None
+    checkpoint_every: int | None = None
+
+    def context(self, spec: RunSpec, directory: Path, pretrained: Path | None) -> RunContext:
+        """The method's context for the run in ``directory``: its loader settings and
+        checkpoints from the profile's ``runtime`` section unless overridden here."""
+        runtime = spec.profile.runtime
+        ctx = RunContext(spec, self.device, self.progress, pretrained)
+        workers = runtime.workers if self.workers is None else self.workers
+        ctx.loader = loader_settings(self.device, workers, runtime.pin_memory, runtime.prefetch)
+        every = runtime.checkpoint_every if self.checkpoint_every is None else self.checkpoint_every
+        ctx.checkpoints = RunCheckpoints(directory, every)
+        return ctx
 
 
 def _copied(record: RunRecord, out: Path | None) -> RunRecord:
@@ -384,18 +415,24 @@ def run_lock(directory: Path, progress: bool = False) -> Iterator[None]:
             fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
-def _execute(
-    config: RunConfig,
-    spec: RunSpec,
-    directory: Path,
-    device: torch.device,
-    progress: bool,
-    log_dir: Path | None = None,
-) -> None:
+def _execute(config: RunConfig, spec: RunSpec, directory: Path, execution: Execution) -> None:
     start = time.perf_counter()
-    pretrained = None if spec.is_pretraining else pretrained_run(config, device, progress)
-    ctx = RunContext(spec, device, progress, pretrained)
+    pretrained = None
+    if not spec.is_pretraining:
+        pretrained = run(
+            pretraining_config(config),
+            device=execution.device,
+            progress=execution.progress,
+            log_dir=execution.log_dir,
+            workers=execution.workers,
+            checkpoint_every=execution.checkpoint_every,
+        ).directory
+    ctx = execution.context(spec, directory, pretrained)
+    assert ctx.checkpoints is not None
+    if execution.progress and ctx.checkpoints.resumable():
+        print(f"resuming run {directory.name} from its checkpoints")
     task_names = spec.tasks
+    log_dir = execution.log_dir
     curves = None if log_dir is None else TensorBoardCurves(Path(log_dir) / directory.name)
     ctx.curves = curves
     try:
@@ -440,5 +477,6 @@ def _execute(
     for name, model in result.artifacts.items():
         save_model(fold_masks(model), directory / f"{name}.pt")
     write_json(directory / "metrics.json", record)  # last: its presence marks a finished run
-    if progress:
+    ctx.checkpoints.clear()
+    if execution.progress:
         print(f"finished run {directory.name} in {ctx.timings['total']:.1f} s")

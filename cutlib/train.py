@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +23,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from cutlib.loading import (
+    IN_PROCESS,
+    LoaderSettings,
+    TrainingBatches,
+    evaluation_batches,
+    to_device,
+)
 from cutlib.losses import Align, multitask_loss
+from cutlib.resume import StageCheckpoint, StatefulHook, random_state, set_random_state
 from cutlib.tasks import TaskSpec
 
 
@@ -140,36 +148,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
-def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    """Move every tensor of a batch to ``device``."""
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def shuffled_batches(data: Dataset, batch_size: int, generator: torch.Generator) -> DataLoader:
-    """Shuffled batches of ``batch_size`` samples, the last incomplete one dropped (every step
-    sees a full batch); a split smaller than one batch (a tiny real dataset) gives one batch of
-    all its samples instead.
-
-    Raises:
-        ValueError: if ``data`` is empty.
-    """
-    if len(data) == 0:
-        raise ValueError("the training split is empty")
-    full = len(data) >= batch_size
-    return DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=full,
-        generator=generator,
-    )
-
-
-def _forever(loader: DataLoader) -> Iterator[dict[str, Tensor]]:
-    while True:
-        yield from loader
-
-
 @torch.no_grad()
 def mean_losses(
     model: nn.Module,
@@ -209,6 +187,8 @@ def train(
     on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
     on_evaluation: Callable[[dict[str, float]], None] | None = None,
     precision: str = "fp32",
+    loader: LoaderSettings = IN_PROCESS,
+    checkpoint: StageCheckpoint | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``tasks`` for ``config.iterations`` steps and keep the best validation
     checkpoint (loaded into ``model`` on return).
@@ -219,7 +199,11 @@ def train(
     pre-training saves its rewinding checkpoint. ``on_evaluation(entry)``, when given, gets each
     history entry as it is made (live curves, :mod:`cutlib.curves`). ``precision``: ``bf16`` or
     ``fp16`` run the forward pass and the loss under autocast on CUDA, fp16 with a gradient
-    scaler (:func:`autocast_dtype`); validation stays in fp32.
+    scaler (:func:`autocast_dtype`); validation stays in fp32. ``loader``: worker processes and
+    pinned memory (:mod:`cutlib.loading`); the batches, and so the result, do not depend on it.
+    ``checkpoint``: where to save the loop's state every few iterations and at the end, and to
+    resume from (:mod:`cutlib.resume`); an ``on_step`` hook with a state (:class:`StatefulHook`)
+    is saved and restored with it.
 
     Only parameters with ``requires_grad`` are optimised, so frozen parts stay frozen. The seed
     fixes the sampling order and augmentation; with the same seed on the same CPU, two runs are
@@ -231,27 +215,33 @@ def train(
     """
     device = resolve_device(device)
     model.to(device).train()
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout and the transforms' random draws
-    train_loader = shuffled_batches(train_set, config.batch_size, generator)
-    val_loader = DataLoader(val_set, batch_size=eval_batch_size)
+    if checkpoint is not None and (done := checkpoint.finished()) is not None:
+        return _finished_stage(model, done, on_step)
+    torch.manual_seed(seed)  # dropout and the batch augmentation's random draws
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
     dtype = autocast_dtype(precision, device)
     autocast = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    result = TrainResult()
-    best_state: dict[str, Tensor] | None = None
-    running: dict[str, float] = {}
-    steps_since_eval = 0
-    start = time.perf_counter()
-    batches = _forever(train_loader)
+    loop = _Loop(model, optimizer, scheduler, scaler, on_step)
+    if checkpoint is not None and (saved := checkpoint.progress()) is not None:
+        loop.restore(saved, device)
+    batches = TrainingBatches(train_set, config.batch_size, seed, device, loader, loop.iteration)
+    val_loader = evaluation_batches(val_set, eval_batch_size, loader)
+    result = loop.result
+    start = time.perf_counter() - result.seconds
     evaluations = config.evaluation_iterations()
-    bar = tqdm(range(1, config.iterations + 1), desc=description, disable=not progress, leave=False)
+    bar = tqdm(
+        range(loop.iteration + 1, config.iterations + 1),
+        desc=description,
+        disable=not progress,
+        leave=False,
+        initial=loop.iteration,
+        total=config.iterations,
+    )
     for iteration in bar:
-        batch = to_device(next(batches), device)
+        batch = next(batches)
         if iteration == 1 and on_step is not None:
             on_step(0, batch)
         with autocast:
@@ -265,24 +255,98 @@ def train(
         if on_step is not None:
             on_step(iteration, batch)
         for name, value in {"loss": total, **per_task}.items():
-            running[name] = running.get(name, 0.0) + float(value.detach())
-        steps_since_eval += 1
+            loop.running[name] = loop.running.get(name, 0.0) + float(value.detach())
+        loop.steps_since_eval += 1
+        loop.iteration = iteration
         if iteration in evaluations:
             validation_start = time.perf_counter()
             val = mean_losses(model, val_loader, tasks, device, config.align)
             result.validation_seconds += time.perf_counter() - validation_start
             entry = {"iteration": iteration, "lr": optimizer.param_groups[0]["lr"]}
-            entry |= {f"train_{k}": v / steps_since_eval for k, v in running.items()}
+            entry |= {f"train_{k}": v / loop.steps_since_eval for k, v in loop.running.items()}
             entry |= {f"val_{k}": v for k, v in val.items()}
             result.history.append(entry)
             if on_evaluation is not None:
                 on_evaluation(entry)
-            running, steps_since_eval = {}, 0
+            loop.running, loop.steps_since_eval = {}, 0
             if val["loss"] < result.best_val_loss:
                 result.best_val_loss, result.best_iteration = val["loss"], iteration
-                best_state = copy.deepcopy(model.state_dict())
+                loop.best_state = copy.deepcopy(model.state_dict())
             bar.set_postfix(train=f"{entry['train_loss']:.3f}", val=f"{val['loss']:.3f}")
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if checkpoint is not None and checkpoint.due(iteration, config.iterations):
+            result.seconds = time.perf_counter() - start
+            checkpoint.save_progress(loop.state())
+    if loop.best_state is not None:
+        model.load_state_dict(loop.best_state)
     result.seconds = time.perf_counter() - start
+    if checkpoint is not None:
+        checkpoint.save_finished(_stage_end(model, result, on_step))
     return result
+
+
+def _hook_state(on_step: Callable[..., None] | None) -> dict[str, Any] | None:
+    return on_step.state_dict() if isinstance(on_step, StatefulHook) else None
+
+
+def _stage_end(
+    model: nn.Module, result: TrainResult, on_step: Callable[..., None] | None
+) -> dict[str, Any]:
+    """What a finished stage's checkpoint holds (:class:`cutlib.resume.StageCheckpoint`)."""
+    return {"model": model.state_dict(), "result": asdict(result), "hook": _hook_state(on_step)}
+
+
+def _finished_stage(
+    model: nn.Module, done: dict[str, Any], on_step: Callable[..., None] | None
+) -> TrainResult:
+    """A stage finished by an earlier attempt of the run: its model and hook as it left them."""
+    model.load_state_dict(done["model"])
+    if isinstance(on_step, StatefulHook) and done["hook"] is not None:
+        on_step.load_state_dict(done["hook"])
+    return TrainResult(**done["result"])
+
+
+@dataclass
+class _Loop:
+    """The state of :func:`train`'s loop that a checkpoint carries over (:mod:`cutlib.resume`)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    on_step: Callable[..., None] | None
+    iteration: int = 0
+    result: TrainResult = field(default_factory=TrainResult)
+    best_state: dict[str, Tensor] | None = None
+    running: dict[str, float] = field(default_factory=dict)
+    steps_since_eval: int = 0
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after :attr:`iteration`, random state included."""
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_state": self.best_state,
+            "result": asdict(self.result),
+            "running": self.running,
+            "steps_since_eval": self.steps_since_eval,
+            "hook": _hook_state(self.on_step),
+            "generators": random_state(),
+        }
+
+    def restore(self, saved: dict[str, Any], device: torch.device) -> None:
+        """Continue from a :meth:`state`."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        best = saved["best_state"]
+        self.best_state = None if best is None else {k: v.to(device) for k, v in best.items()}
+        self.result = TrainResult(**saved["result"])
+        self.running, self.steps_since_eval = saved["running"], saved["steps_since_eval"]
+        self.iteration = saved["iteration"]
+        if isinstance(self.on_step, StatefulHook) and saved["hook"] is not None:
+            self.on_step.load_state_dict(saved["hook"])
+        set_random_state(saved["generators"])

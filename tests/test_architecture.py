@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
             "cutlib.losses",
             "cutlib.metrics",
             "cutlib.train",
+            "cutlib.loading",
+            "cutlib.resume",
             "cutlib.checkpoint",
             "cutlib.trivial",
             "cutlib.profiles",

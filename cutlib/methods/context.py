@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from cutlib.checkpoint import load_model
 from cutlib.data import load_dataset, metric_conventions
+from cutlib.loading import IN_PROCESS, LoaderSettings, evaluation_batches
 from cutlib.methods.registry import MethodResult, Start
 from cutlib.methods.spec import RunSpec
 from cutlib.metrics import evaluate
@@ -37,6 +38,7 @@ from cutlib.pruning.importance import (
 from cutlib.pruning.masks import BACKBONE, Masks, apply_masks, fold_masks, owned_by
 from cutlib.pruning.per_task import CutMasker, CutPlan, plan_cut
 from cutlib.pruning.thresholds import Ranking
+from cutlib.resume import RunCheckpoints
 from cutlib.tasks import TaskSpec
 from cutlib.train import TrainConfig, train
 
@@ -58,6 +60,10 @@ class RunContext:
     trained_iterations: int = 0
     #: where each training stage reports its validation points (``curves(stage, entry)``)
     curves: Callable[[str, dict[str, float]], None] | None = None
+    #: how batches are read (workers, pinned memory); never changes a result
+    loader: LoaderSettings = IN_PROCESS
+    #: where the training stages checkpoint and resume (``None``: no checkpoints)
+    checkpoints: RunCheckpoints | None = None
 
     @property
     def profile(self) -> Profile:
@@ -132,7 +138,7 @@ class RunContext:
 
     def test_metrics(self, model: torch.nn.Module, tasks: tuple[TaskSpec, ...] | None = None):
         """Metrics of ``model`` on the test split (the selected tasks by default)."""
-        loader = DataLoader(self.dataset("test"), batch_size=self.profile.eval.batch_size)
+        loader = evaluation_batches(self.dataset("test"), self.profile.eval.batch_size, self.loader)
         conventions = metric_conventions(self.spec.dataset, self.profile)
         return evaluate(
             model, loader, tasks or self.tasks, conventions=conventions, device=self.device
@@ -271,6 +277,8 @@ class RunContext:
             on_step=on_step,
             on_evaluation=None if self.curves is None else functools.partial(self.curves, stage),
             precision=self.spec.precision,
+            loader=self.loader,
+            checkpoint=None if self.checkpoints is None else self.checkpoints.stage(stage),
         )
         self.timings[stage] = self.timings.get(stage, 0.0) + result.seconds
         # of which validation passes (model selection on the validation split)

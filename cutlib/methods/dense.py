@@ -6,6 +6,7 @@ is compared with; and the pre-training of the dense multi-task model itself
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -17,25 +18,43 @@ from cutlib.pruning.masks import copy_model
 DENSE = "dense"
 
 
+class EarlyWeights:
+    """A step hook that keeps a copy of ``model`` as it is after ``iteration`` (LTH's rewinding
+    point), carried over a resume (:class:`cutlib.resume.StatefulHook`)."""
+
+    def __init__(self, model: SceneNet, iteration: int | None) -> None:
+        self.model, self.iteration = model, iteration
+        self.copy: SceneNet | None = None
+
+    def __call__(self, iteration: int, batch: Mapping[str, torch.Tensor]) -> None:
+        if iteration == self.iteration:
+            self.copy = copy_model(self.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The copy's weights, once taken."""
+        return {"weights": None if self.copy is None else self.copy.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back the copy of :meth:`state_dict`."""
+        if state["weights"] is not None:
+            self.copy = copy_model(self.model)
+            self.copy.load_state_dict(state["weights"])
+
+
 def pretrain(ctx: RunContext) -> MethodResult:
     """Train the dense multi-task model from scratch on all tasks, keeping a copy of the weights
     at ``pretrain.rewind_iteration`` for lottery-ticket rewinding."""
     model = ctx.initial_model()
     schedule = ctx.profile.pretrain
-    rewind_at = schedule.rewind_iteration
-    early: dict[str, SceneNet] = {}
-
-    def keep_early_weights(iteration: int, batch: Mapping[str, torch.Tensor]) -> None:
-        if iteration == rewind_at:
-            early["rewind"] = copy_model(model)
-
+    early = EarlyWeights(model, schedule.rewind_iteration)
     if ctx.progress:
         print(
             f"pre-training the dense {ctx.spec.dataset} model ({ctx.spec.profile.name} profile, "
             f"{schedule.iterations} iterations on {ctx.device})"
         )
-    history = ctx.train(model, ctx.all_tasks, schedule, "pretrain", keep_early_weights)
-    return MethodResult(model, history, artifacts=early)
+    history = ctx.train(model, ctx.all_tasks, schedule, "pretrain", early)
+    artifacts = {} if early.copy is None else {"rewind": early.copy}
+    return MethodResult(model, history, artifacts=artifacts)
 
 
 def dense(ctx: RunContext) -> MethodResult:

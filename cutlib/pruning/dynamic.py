@@ -24,7 +24,7 @@ import contextlib
 import math
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -293,6 +293,15 @@ class DynamicSparsity:
                 self.moved += self._update(name, module, fraction)
         self.updates += 1
         self.seconds += time.perf_counter() - start
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters (the masks themselves are the model's ``weight_mask`` buffers), carried
+        over a resume (:class:`cutlib.resume.StatefulHook`)."""
+        return {"updates": self.updates, "moved": self.moved, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back the counters of :meth:`state_dict`."""
+        self.updates, self.moved, self.seconds = state["updates"], state["moved"], state["seconds"]
 
     def _update(self, name: str, module: nn.Module, fraction: float) -> int:
         mask = module.weight_mask

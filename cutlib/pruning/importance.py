@@ -20,7 +20,6 @@ its BatchNorm statistics do not move).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -30,11 +29,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from cutlib.loading import TrainingBatches, to_device
 from cutlib.losses import Align, multitask_loss, task_loss
 from cutlib.models import SceneNet
 from cutlib.pruning.masks import BACKBONE, copy_model, is_masked, owned_by, prunable_weights
 from cutlib.tasks import TaskSpec
-from cutlib.train import shuffled_batches, to_device
 
 Criterion = Literal["taylor", "w2grad", "gradient", "magnitude", "random"]
 CRITERIA: tuple[str, ...] = get_args(Criterion)
@@ -74,14 +73,13 @@ def scoring_batches(
 
     Raises:
         ValueError: if ``data`` is empty, or ``count`` < 1 (a split smaller than one batch gives
-            batches of all its samples, :func:`cutlib.train.shuffled_batches`).
+            batches of all its samples, :class:`cutlib.loading.EpochBatches`).
     """
     if count < 1:
         raise ValueError(f"the number of scoring batches must be at least 1, got {count}")
     torch.manual_seed(seed)
-    loader = shuffled_batches(data, batch_size, torch.Generator().manual_seed(seed))
-    forever = itertools.chain.from_iterable(itertools.repeat(loader))
-    return list(itertools.islice(forever, count))
+    stream = TrainingBatches(data, batch_size, seed, torch.device("cpu"))
+    return [next(stream) for _ in range(count)]
 
 
 def sub_model_weights(model: SceneNet, task: str) -> list[str]:
