@@ -1,14 +1,15 @@
 """The ``cutlib`` command (docs/architecture.md#the-command-line).
 
-``cutlib run`` runs one experiment; ``cutlib grid`` runs a profile's experiment grid;
+``cutlib run`` runs one experiment; ``cutlib grid`` runs a profile's experiment grid (on this
+machine, or as cluster jobs with ``--executor submitit``);
 ``cutlib reproduce`` executes the notebooks; ``cutlib export`` writes a ``model.pt`` as a sparse
 file or as ONNX; ``cutlib data info`` and ``cutlib data check NAME`` say which real datasets are
 present and what is wrong with one (one line per problem, exit status 2 if any). Bad input
 (unknown dataset, task, method, profile, notebook or notebook parameter; a sparsity outside
 [0, 1); an unknown export format or values option, a malformed input size, a missing checkpoint
-or one of another format version; a real dataset that is missing or malformed) prints one line
-naming the valid choices (or how to get the data) and exits with status 2, before anything is
-written.
+or one of another format version; a real dataset that is missing or malformed; a grid's cluster
+option without ``--executor submitit``, or that executor without submitit) prints one line naming
+the valid choices (or how to get the data) and exits with status 2, before anything is written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from typing import NoReturn
 
 import yaml
 
+from cutlib.cluster import (
+    CLUSTERS,
+    EXECUTORS,
+    RESOURCE_OPTIONS,
+    SubmititRunner,
+    cluster_resources,
+    log_folder,
+    option_name,
+)
 from cutlib.methods import DENSE
 from cutlib.profiles import DEFAULT_PROFILE, PROFILE_NAMES
 
@@ -35,8 +45,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
+def _count(text: str) -> int:
+    """A count of something (≥ 0), for argparse."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _add_scale_options(parser: argparse.ArgumentParser) -> None:
-    """``--log-dir`` and ``--precision``, shared by ``run`` and ``grid``."""
+    """``--log-dir``, ``--precision``, ``--workers`` and ``--checkpoint-every``, shared by ``run``
+    and ``grid``."""
     parser.add_argument(
         "--log-dir",
         type=Path,
@@ -48,18 +67,56 @@ def _add_scale_options(parser: argparse.ArgumentParser) -> None:
         choices=("fp32", "bf16", "fp16"),
         help="fp32, or bf16 / fp16 mixed precision (CUDA only)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_count,
+        help="DataLoader worker processes per run (default: the profile's runtime.workers; "
+        "0 on a CPU, several on a GPU); the results do not depend on it",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_count,
+        metavar="N",
+        help="iterations between resumable checkpoints (default: the profile's "
+        "runtime.checkpoint_every; 0: at stage ends only)",
+    )
 
 
-def _check_device_options(args: argparse.Namespace) -> None:
-    """``--device`` must exist here, ``--precision`` other than fp32 needs CUDA, ``--log-dir``
-    needs TensorBoard: ValueError (bad input) otherwise."""
+def _check_device_options(args: argparse.Namespace, here: bool = True) -> None:
+    """``--device`` must exist here and ``--precision`` other than fp32 needs CUDA (unless the
+    runs train on other machines, ``here`` false, whose jobs check them), ``--log-dir`` needs
+    TensorBoard: ValueError (bad input) otherwise."""
     from cutlib.train import autocast_dtype, checked_device
 
-    autocast_dtype(args.precision, checked_device(args.device))
+    if here:
+        autocast_dtype(args.precision, checked_device(args.device))
     if args.log_dir is not None:
         from cutlib.curves import check_available
 
         check_available()
+
+
+def _add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--cluster`` and each job's resources, of ``grid``."""
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=EXECUTORS,
+        help="local: on this machine (--jobs); submitit: one cluster job per run "
+        "(pip install -e .[cluster])",
+    )
+    parser.add_argument(
+        "--cluster",
+        choices=CLUSTERS,
+        help="where submitit's jobs go: slurm, local (this machine) or auto (default: SLURM if "
+        "it is there, else local)",
+    )
+    resources = parser.add_argument_group(
+        "each job's resources (--executor submitit; default: the profile's runtime.cluster)"
+    )
+    for name, (kind, text) in RESOURCE_OPTIONS.items():
+        metavar = "N" if kind is int else "NAME"
+        resources.add_argument(option_name(name), type=kind, metavar=metavar, help=text)
 
 
 def _bad_input(prog: str, err: Exception) -> int:
@@ -186,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
     _add_scale_options(grid)
+    _add_executor_options(grid)
     grid.add_argument(
         "--out", type=Path, help="results folder (default: results/, or results/<profile>/)"
     )
@@ -298,9 +356,15 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     try:
         check_profile_name(args.profile)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                "torchrun trains one run on several GPUs: use it with `cutlib run`; "
+                "the grid spreads whole runs (--jobs, --executor submitit)"
+            )
         if args.jobs < 1 or (args.threads is not None and args.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1")
-        _check_device_options(args)
+        runner = _grid_runner(args)
+        _check_device_options(args, here=runner is None or runner.cluster == "local")
         out = args.out if args.out is not None else default_out(args.profile)
         os.environ["CUTLIB_RESULTS"] = str(Path(out).resolve())
         cells = [
@@ -323,12 +387,53 @@ def _cmd_grid(args: argparse.Namespace) -> int:
                 f"s={config.sparsity:g} seed={config.seed} {config.protocol}"
             )
         return 0
-    run_grid(cells, jobs=args.jobs, threads=args.threads, device=args.device, log_dir=args.log_dir)
+    try:
+        run_grid(
+            cells,
+            jobs=args.jobs,
+            threads=args.threads,
+            device=args.device,
+            log_dir=args.log_dir,
+            runner=runner,
+            workers=args.workers,
+            checkpoint_every=args.checkpoint_every,
+        )
+    except RuntimeError as err:  # a cluster job that failed (submitit's FailedJobError)
+        if runner is None:
+            raise
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        print(f"cutlib grid: a job failed: {lines[-1]} (logs: {log_folder()})", file=sys.stderr)
+        return 1
     if args.records:
         print(f"run records: {export_records(cells)} runs in {records_dir()}")
     _, path = write_runs_table(cells)
     print(f"runs table: {path}")
     return 0
+
+
+def _grid_runner(args: argparse.Namespace) -> SubmititRunner | None:
+    """The runner of ``--executor`` (``None``: this machine), its options checked.
+
+    Raises:
+        ValueError: a cluster option with ``--executor local``; with ``submitit``, ``--jobs``
+            above 1, a resource below 1 (GPUs below 0), a missing submitit, or no SLURM for
+            ``--cluster slurm``.
+    """
+    from cutlib.profiles import load_profile
+
+    overrides = {name: getattr(args, name) for name in RESOURCE_OPTIONS}
+    if args.executor == "local":
+        for name, value in {"cluster": args.cluster, **overrides}.items():
+            if value is not None:
+                raise ValueError(f"{option_name(name)} applies to --executor submitit only")
+        return None
+    if args.jobs > 1:
+        raise ValueError(
+            "--jobs applies to --executor local only; submitit makes each run a job "
+            "(--array-parallelism at once)"
+        )
+    resources = cluster_resources(load_profile(args.profile).runtime.cluster, **overrides)
+    return SubmititRunner(resources, args.cluster or "auto")
 
 
 def _grid_seeds(args: argparse.Namespace) -> list[int] | None:
@@ -353,7 +458,9 @@ def _grid_seeds(args: argparse.Namespace) -> list[int] | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from cutlib import distributed
     from cutlib.experiments import RunConfig, run
+    from cutlib.train import resolve_device
 
     config = RunConfig(
         args.dataset,
@@ -370,11 +477,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = config.validated()
         _check_device_options(args)
+        device = args.device
+        if distributed.launched():  # torchrun: one process of several, on its own GPU
+            device = distributed.start(resolve_device(args.device))
     except ValueError as err:
         return _bad_input("cutlib run", err)
-    record = run(
-        config, out=args.out, device=args.device, progress=not args.quiet, log_dir=args.log_dir
-    )
+    writer = distributed.is_writer()  # with torchrun, rank 0 reports and writes
+    try:
+        record = run(
+            config,
+            out=args.out if writer else None,
+            device=device,
+            progress=not args.quiet and writer,
+            log_dir=args.log_dir if writer else None,
+            workers=args.workers,
+            checkpoint_every=args.checkpoint_every,
+        )
+    finally:
+        distributed.stop()
+    if not writer:
+        return 0
     print(f"metrics: {record.directory / 'metrics.json'}")
     for task, values in record.metrics["metrics"].items():
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())

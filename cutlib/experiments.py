@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+import cutlib.distributed as distributed
 from cutlib.checkpoint import save_model
 from cutlib.curves import TensorBoardCurves
 from cutlib.data import REAL_LAYOUTS, dataset_info, dataset_tasks
@@ -194,7 +195,9 @@ def resolve(config: RunConfig) -> RunSpec:
 
 def full_config(config: RunConfig) -> dict[str, Any]:
     """Everything that determines a run's result; its hash is the run id. The method's options
-    are included as resolved (defaults filled in), so changing a default makes new runs."""
+    are included as resolved (defaults filled in), so changing a default makes new runs. A run
+    trained by several processes (:mod:`cutlib.distributed`) has the number in its identity: its
+    batches are split, so its last digits differ from a one-process run's."""
     spec = resolve(config)
     options = spec.options
     run = asdict(config)
@@ -202,6 +205,8 @@ def full_config(config: RunConfig) -> dict[str, Any]:
         del run["data_root"]
     if run["precision"] == "fp32":  # likewise for the default precision
         del run["precision"]
+    if distributed.world_size() > 1:  # several processes train it (torchrun): other digits
+        run["processes"] = distributed.world_size()
     return {
         "run": run,
         "method_options": None if options is None else asdict(options),
@@ -347,8 +352,10 @@ def run(
     directory = run_directory(config)
     finished = directory / "metrics.json"
     if not finished.is_file():
-        with run_lock(directory, progress):
-            if not finished.is_file():  # not finished by the process we may have waited for
+        # several processes (torchrun) train one run together: rank 0 holds the lock
+        with run_lock(directory, progress) if distributed.is_writer() else nullcontext():
+            # not finished by the process we may have waited for
+            if distributed.agreed(not finished.is_file()):
                 execution = Execution(device, progress, log_dir, workers, checkpoint_every)
                 _execute(config, resolve(config), directory, execution)
                 return _copied(RunRecord(directory, read_json(finished)), out)
@@ -376,7 +383,7 @@ class Execution:
         workers = runtime.workers if self.workers is None else self.workers
         ctx.loader = loader_settings(self.device, workers, runtime.pin_memory, runtime.prefetch)
         every = runtime.checkpoint_every if self.checkpoint_every is None else self.checkpoint_every
-        ctx.checkpoints = RunCheckpoints(directory, every)
+        ctx.checkpoints = RunCheckpoints(directory, every, distributed.is_writer())
         return ctx
 
 
@@ -441,6 +448,9 @@ def _execute(config: RunConfig, spec: RunSpec, directory: Path, execution: Execu
         if curves is not None:
             curves.close()
     fold_masks(result.model)  # pruned weights become plain zeros before counting and saving
+    if distributed.active():
+        processes = {"count": distributed.world_size(), **distributed.ranks_agree(result.model)}
+        result.details["processes"] = processes
 
     eval_start = time.perf_counter()
     metrics = ctx.test_metrics(result.model)
@@ -471,12 +481,14 @@ def _execute(config: RunConfig, spec: RunSpec, directory: Path, execution: Execu
         "details": result.details | {"training": ctx.training_record()},
         "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
     }
-    write_json(directory / "config.json", full_config(config))
-    write_json(directory / "history.json", result.history)
-    save_model(result.model, directory / "model.pt")
-    for name, model in result.artifacts.items():
-        save_model(fold_masks(model), directory / f"{name}.pt")
-    write_json(directory / "metrics.json", record)  # last: its presence marks a finished run
-    ctx.checkpoints.clear()
+    if distributed.is_writer():
+        write_json(directory / "config.json", full_config(config))
+        write_json(directory / "history.json", result.history)
+        save_model(result.model, directory / "model.pt")
+        for name, model in result.artifacts.items():
+            save_model(fold_masks(model), directory / f"{name}.pt")
+        write_json(directory / "metrics.json", record)  # last: its presence marks a finished run
+        ctx.checkpoints.clear()
+    distributed.barrier()  # the other processes read these files next
     if execution.progress:
         print(f"finished run {directory.name} in {ctx.timings['total']:.1f} s")

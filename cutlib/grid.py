@@ -27,7 +27,9 @@ interrupted grid resumes where it stopped. ``jobs > 1`` runs independent runs in
 processes: the pre-trained models first (every other run starts from one), then the rest. On a CPU
 the last digits of a trained model depend on the number of threads it trained with, so a
 parallel grid and a serial grid give identical tables when each run gets the same number of
-``threads`` (:func:`run_grid` sets it; by default 1 per run when ``jobs > 1``).
+``threads`` (:func:`run_grid` sets it; by default 1 per run when ``jobs > 1``). A
+:data:`StageRunner` makes the two stages elsewhere instead, e.g. as cluster jobs
+(:mod:`cutlib.cluster`).
 
 A method that starts from the pre-trained model and trains once
 (:attr:`~cutlib.methods.registry.Method.protocol_free`) trains identically under both protocols
@@ -41,7 +43,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,21 +340,54 @@ def worker_pool(jobs: int, device: str) -> ProcessPoolExecutor:
     )
 
 
-def _run_quietly(
-    config: RunConfig, device: str, threads: int | None, log_dir: Path | None = None
-) -> tuple[RunConfig, float]:
-    """Make one run (in a worker process or in this one) with ``threads`` CPU threads, on the
-    worker's own device if :func:`worker_pool` gave it one, else on ``device``."""
-    device = _WORKER_DEVICE or device
+@dataclass(frozen=True)
+class RunOptions:
+    """How each run of a grid is made, never what it computes: the device, the CPU threads
+    (``None``: PyTorch's default), the TensorBoard folder, the DataLoader workers and the
+    checkpoint interval (``None``: the profile's ``runtime`` section)."""
+
+    device: str = "auto"
+    threads: int | None = None
+    log_dir: Path | None = None
+    workers: int | None = None
+    checkpoint_every: int | None = None
+
+
+def _run_quietly(config: RunConfig, options: RunOptions) -> tuple[RunConfig, float]:
+    """Make one run (in a worker process or in this one) with ``options``, on the worker's own
+    device if :func:`worker_pool` gave it one."""
+    device = _WORKER_DEVICE or options.device
     previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
     start = time.perf_counter()
     try:
-        run(config, device=device, progress=False, log_dir=log_dir)
+        run(
+            config,
+            device=device,
+            progress=False,
+            log_dir=options.log_dir,
+            workers=options.workers,
+            checkpoint_every=options.checkpoint_every,
+        )
     finally:
         torch.set_num_threads(previous)
     return config, time.perf_counter() - start
+
+
+#: Makes one stage of a grid's runs (:func:`run_grid`): called with the stage's runs and the
+#: :class:`RunOptions` (threads ``None``: the runner's default), it yields each run with its wall
+#: seconds as it finishes. :func:`run_grid` makes the stages in this process (or a worker pool)
+#: unless given another, such as :class:`cutlib.cluster.SubmititRunner`.
+StageRunner = Callable[[Sequence[RunConfig], RunOptions], Iterable[tuple[RunConfig, float]]]
+
+
+def _in_this_process(
+    stage: Sequence[RunConfig], options: RunOptions
+) -> Iterator[tuple[RunConfig, float]]:
+    """The :data:`StageRunner` of a serial grid: the runs one after the other, in this process."""
+    for config in stage:
+        yield _run_quietly(config, options)
 
 
 def _pretraining_of(config: RunConfig) -> RunConfig:
@@ -399,30 +434,41 @@ def run_grid(
     device: str = "auto",
     progress: bool = True,
     log_dir: Path | None = None,
+    runner: StageRunner | None = None,
+    workers: int | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict[str, float]:
     """Make every run of ``cells`` that is not in the run store yet.
 
     Args:
         cells: from :func:`grid_cells`.
         jobs: parallel worker processes (1: in this process).
-        threads: CPU threads per run; default: PyTorch's default when ``jobs == 1``, else 1.
+        threads: CPU threads per run; default: PyTorch's default when ``jobs == 1``, else 1
+            (the runner's default with ``runner``).
         device: ``auto``, ``cpu``, ``cuda``…; with ``jobs > 1`` and several GPUs, a bare
             ``cuda`` spreads the workers over them (:func:`worker_devices`).
         progress: a tqdm bar over the optimiser steps the runs will take
             (:func:`planned_iterations`), so its estimate of the time left weighs a long
             from-scratch run more than a short fine-tuning.
         log_dir: each run made now logs its training curves there for TensorBoard.
+        runner: makes each stage instead of this process (:data:`StageRunner`); ``jobs`` must
+            then be 1.
+        workers, checkpoint_every: DataLoader workers and checkpoint interval of each run
+            (``None``: the profile's ``runtime`` section).
 
     Returns:
         Wall seconds of each run made now, by run id (reused runs are absent).
 
     Raises:
-        ValueError: for ``jobs`` or ``threads`` below 1.
+        ValueError: for ``jobs`` or ``threads`` below 1, or ``jobs > 1`` with a ``runner``.
     """
     if jobs < 1 or (threads is not None and threads < 1):
         raise ValueError(f"jobs and threads must be at least 1, got jobs={jobs}, threads={threads}")
+    if runner is not None and jobs > 1:
+        raise ValueError(f"a runner makes the runs itself: jobs must be 1, got {jobs}")
     if threads is None and jobs > 1:
         threads = 1
+    options = RunOptions(device, threads, log_dir, workers, checkpoint_every)
     first, then = _pending_stages(cells)
     stages = (first, then)
     todo = len(first) + len(then)
@@ -445,12 +491,13 @@ def run_grid(
 
     try:
         if jobs == 1:
-            for config in (c for stage in stages for c in stage):
-                finished(*_run_quietly(config, device, threads, log_dir))
+            for stage in stages:
+                for result in (runner or _in_this_process)(stage, options):
+                    finished(*result)
             return seconds
         with worker_pool(jobs, device) as pool:
             for stage in stages:
-                futures = [pool.submit(_run_quietly, c, device, threads, log_dir) for c in stage]
+                futures = [pool.submit(_run_quietly, c, options) for c in stage]
                 for future in as_completed(futures):
                     finished(*future.result())
     finally:

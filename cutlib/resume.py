@@ -72,11 +72,13 @@ def _load(path: Path) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class StageCheckpoint:
     """The checkpoint files of one training stage, ``<folder>/<key>.*.pt``, written every
-    ``every`` iterations (0: only when the stage finishes)."""
+    ``every`` iterations (0: only when the stage finishes), by the ``writer`` process only (the
+    others of a several-process run read them)."""
 
     folder: Path
     key: str
     every: int
+    writer: bool = True
 
     @property
     def progress_file(self) -> Path:
@@ -103,29 +105,32 @@ class StageCheckpoint:
 
     def save_progress(self, state: dict[str, Any]) -> None:
         """Replace the mid-stage checkpoint with ``state``, atomically."""
-        save_torch(self.progress_file, state)
+        if self.writer:
+            save_torch(self.progress_file, state)
 
     def save_finished(self, state: dict[str, Any]) -> None:
         """Save the stage's end and drop its mid-stage checkpoint."""
-        save_torch(self.done_file, state)
-        self.progress_file.unlink(missing_ok=True)
+        if self.writer:
+            save_torch(self.done_file, state)
+            self.progress_file.unlink(missing_ok=True)
 
 
 class RunCheckpoints:
     """A run's checkpoints (``<run>/checkpoints/``): hands each training stage, in the order the
-    method makes them, its :class:`StageCheckpoint`."""
+    method makes them, its :class:`StageCheckpoint`; only the ``writer`` writes or deletes."""
 
-    def __init__(self, run_folder: Path, every: int) -> None:
+    def __init__(self, run_folder: Path, every: int, writer: bool = True) -> None:
         if every < 0:
             raise ValueError(f"checkpoint_every must be ≥ 0 (0: at stage ends only), got {every}")
         self.folder = Path(run_folder) / FOLDER
         self.every = every
+        self.writer = writer
         self.stages = 0
 
     def stage(self, name: str) -> StageCheckpoint:
         """The checkpoint of the next stage, ``name`` (``pretrain``, ``finetune``…)."""
         self.stages += 1
-        return StageCheckpoint(self.folder, f"{self.stages:02d}-{name}", self.every)
+        return StageCheckpoint(self.folder, f"{self.stages:02d}-{name}", self.every, self.writer)
 
     def resumable(self) -> bool:
         """Whether an earlier, interrupted attempt left checkpoints."""
@@ -133,4 +138,5 @@ class RunCheckpoints:
 
     def clear(self) -> None:
         """Delete the checkpoints (the run has finished)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.folder, ignore_errors=True)

@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+import cutlib.distributed as distributed
 from cutlib.loading import (
     IN_PROCESS,
     LoaderSettings,
@@ -156,7 +157,9 @@ def mean_losses(
     device: torch.device,
     align: Align = "upsample",
 ) -> dict[str, float]:
-    """Sample-weighted mean λ-weighted loss (``"loss"``) and task losses, in eval mode."""
+    """Sample-weighted mean λ-weighted loss (``"loss"``) and task losses, in eval mode; with
+    several processes, each evaluates its share of the split and the sums are added up, so every
+    process gets the same means (and selects the same checkpoint)."""
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -169,7 +172,9 @@ def mean_losses(
             sums[name] = sums.get(name, 0.0) + float(value) * n
         count += n
     model.train(was_training)
-    return {name: value / count for name, value in sums.items()}
+    totals = distributed.summed(sums | {"samples": count})
+    count = totals.pop("samples")
+    return {name: value / count for name, value in totals.items()}
 
 
 def train(
@@ -217,7 +222,8 @@ def train(
     model.to(device).train()
     if checkpoint is not None and (done := checkpoint.finished()) is not None:
         return _finished_stage(model, done, on_step)
-    torch.manual_seed(seed)  # dropout and the batch augmentation's random draws
+    rank, processes = distributed.rank(), distributed.world_size()
+    torch.manual_seed(seed + rank)  # dropout and the batch augmentation's random draws
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
@@ -227,8 +233,13 @@ def train(
     loop = _Loop(model, optimizer, scheduler, scaler, on_step)
     if checkpoint is not None and (saved := checkpoint.progress()) is not None:
         loop.restore(saved, device)
-    batches = TrainingBatches(train_set, config.batch_size, seed, device, loader, loop.iteration)
+    batches = TrainingBatches(
+        train_set, config.batch_size, seed, device, loader, loop.iteration, rank, processes
+    )
+    if processes > 1:  # each process validates its share
+        val_set = Subset(val_set, range(rank, len(val_set), processes))  # type: ignore[arg-type]
     val_loader = evaluation_batches(val_set, eval_batch_size, loader)
+    step_model = distributed.wrap(model, device)
     result = loop.result
     start = time.perf_counter() - result.seconds
     evaluations = config.evaluation_iterations()
@@ -245,7 +256,7 @@ def train(
         if iteration == 1 and on_step is not None:
             on_step(0, batch)
         with autocast:
-            outputs = model(batch["image"])
+            outputs = step_model(batch["image"])
             total, per_task = multitask_loss(tasks, outputs, batch, align=config.align)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
@@ -276,6 +287,7 @@ def train(
         if checkpoint is not None and checkpoint.due(iteration, config.iterations):
             result.seconds = time.perf_counter() - start
             checkpoint.save_progress(loop.state())
+    distributed.unwrap(model)
     if loop.best_state is not None:
         model.load_state_dict(loop.best_state)
     result.seconds = time.perf_counter() - start
@@ -333,7 +345,7 @@ class _Loop:
             "running": self.running,
             "steps_since_eval": self.steps_since_eval,
             "hook": _hook_state(self.on_step),
-            "generators": random_state(),
+            "generators": distributed.gathered(random_state()),
         }
 
     def restore(self, saved: dict[str, Any], device: torch.device) -> None:
@@ -349,4 +361,10 @@ class _Loop:
         self.iteration = saved["iteration"]
         if isinstance(self.on_step, StatefulHook) and saved["hook"] is not None:
             self.on_step.load_state_dict(saved["hook"])
-        set_random_state(saved["generators"])
+        generators = saved["generators"]
+        if len(generators) != distributed.world_size():
+            raise ValueError(
+                f"this checkpoint was written by a run on {len(generators)} processes; resume it "
+                f"on as many (now {distributed.world_size()})"
+            )
+        set_random_state(generators[distributed.rank()])

@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+import cutlib.distributed as distributed
 from cutlib.loading import TrainingBatches, to_device
 from cutlib.losses import Align, multitask_loss, task_loss
 from cutlib.models import SceneNet
@@ -69,7 +70,8 @@ def scoring_batches(
     The authors draw 50 batches from a shuffled training loader without a seed
     (docs/method/cut.md#per-task-importance); seeding the order (and the augmentation, which draws
     from the global generator) makes the scores reproducible. Every user of scores (the ``cut``
-    method, the notebooks) draws them here.
+    method, the notebooks) draws them here. With several processes (:mod:`cutlib.distributed`),
+    each gets its share of every batch, and the gradient scores average the shares' gradients.
 
     Raises:
         ValueError: if ``data`` is empty, or ``count`` < 1 (a split smaller than one batch gives
@@ -78,7 +80,10 @@ def scoring_batches(
     if count < 1:
         raise ValueError(f"the number of scoring batches must be at least 1, got {count}")
     torch.manual_seed(seed)
-    stream = TrainingBatches(data, batch_size, seed, torch.device("cpu"))
+    rank, processes = distributed.rank(), distributed.world_size()
+    stream = TrainingBatches(
+        data, batch_size, seed, torch.device("cpu"), rank=rank, world=processes
+    )
     return [next(stream) for _ in range(count)]
 
 
@@ -240,6 +245,7 @@ def _gradient_scores(
             grads = torch.autograd.grad(
                 objective.loss(preds, batch), weights, retain_graph=i < len(objectives) - 1
             )
+            grads = distributed.average(grads)  # several processes: the whole batch's gradient
             with torch.no_grad():
                 for name, weight, grad in zip(objective.names, weights, grads, strict=True):
                     totals[key][name] += (
