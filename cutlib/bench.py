@@ -36,12 +36,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from cutlib.data import dataset_tasks, load_dataset
+from cutlib.loading import IN_PROCESS, LoaderSettings
 from cutlib.models import SceneNet
 from cutlib.profiles import Profile, load_profile
 from cutlib.pruning.importance import joint_importance
 from cutlib.pruning.masks import apply_masks
 from cutlib.pruning.thresholds import Ranking
-from cutlib.train import TrainConfig, resolve_device, train
+from cutlib.train import TrainConfig, autocast_dtype, resolve_device, train
 
 Variant = Literal["eager", "channels_last", "compile"]
 VARIANTS: tuple[Variant, ...] = ("eager", "channels_last", "compile")
@@ -73,7 +74,7 @@ class Timing:
         return cls(round(statistics.median(ms), 3), round(quartiles[2] - quartiles[0], 3), len(ms))
 
 
-def _measure(step: Callable[[], Any], min_run_time: float) -> Timing:
+def measure(step: Callable[[], Any], min_run_time: float) -> Timing:
     """Time ``step`` with :class:`torch.utils.benchmark.Timer` (which also synchronises CUDA)."""
     from torch.utils import benchmark  # imported here: it loads the C++ extension machinery
 
@@ -129,11 +130,14 @@ def summary_table(reports: Mapping[str, Mapping[str, Any]]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
-def write_summary(folder: Path) -> Path:
-    """Write ``folder/summary.md``, the :func:`summary_table` of every report in ``folder``."""
+def write_summary(
+    folder: Path, table: Callable[[Mapping[str, Mapping[str, Any]]], str] = summary_table
+) -> Path:
+    """Write ``folder/summary.md``, the ``table`` (default :func:`summary_table`) of every report
+    in ``folder``."""
     reports = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
     out = folder / "summary.md"
-    out.write_text(summary_table(reports) + "\n")
+    out.write_text(table(reports) + "\n")
     return out
 
 
@@ -153,10 +157,15 @@ def check_variants(variants: Sequence[str]) -> None:
 
 
 def bare_train_step(
-    model: SceneNet, images: Tensor, variant: Variant = "eager", lr: float = 1e-3
+    model: SceneNet,
+    images: Tensor,
+    variant: Variant = "eager",
+    lr: float = 1e-3,
+    precision: str = "fp32",
 ) -> Callable[[], None]:
     """One bare training step of ``model`` on ``images`` (forward, trivial loss, backward, Adam),
-    in the memory format and compilation mode of ``variant``."""
+    in the memory format and compilation mode of ``variant``, the forward pass under the autocast
+    of ``precision`` (:func:`cutlib.train.autocast_dtype`; fp16 with a gradient scaler)."""
     check_variants([variant])
     model.train()
     if variant == "channels_last":
@@ -164,11 +173,16 @@ def bare_train_step(
         images = images.contiguous(memory_format=torch.channels_last)
     forward = torch.compile(model) if variant == "compile" else model
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    dtype = autocast_dtype(precision, images.device)
+    scaler = torch.amp.GradScaler(images.device.type, enabled=dtype == torch.float16)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        _trivial_loss(forward(images)).backward()
-        optimizer.step()
+        with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
+            loss = _trivial_loss(forward(images))
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     return step
 
@@ -184,7 +198,10 @@ def bare_eval_step(model: SceneNet, images: Tensor) -> Callable[[], None]:
     return step
 
 
-def _model(profile: Profile, tasks: Sequence[Any], device: torch.device, seed: int) -> SceneNet:
+def profile_model(
+    profile: Profile, tasks: Sequence[Any], device: torch.device, seed: int
+) -> SceneNet:
+    """The profile's model for ``tasks``, initialised from ``seed``, on ``device``."""
     torch.manual_seed(seed)
     return SceneNet(tasks, **profile.model.kwargs()).to(device)
 
@@ -195,7 +212,7 @@ def _random_masks(model: SceneNet, sparsity: float, seed: int) -> dict[str, Tens
     return Ranking(scores).masks(1.0 - sparsity)
 
 
-def _loop_step(
+def loop_step(
     profile: Profile,
     tasks: Sequence[Any],
     train_set: Any,
@@ -204,11 +221,14 @@ def _loop_step(
     iterations: int,
     masked: bool,
     seed: int,
+    loader: LoaderSettings = IN_PROCESS,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Seconds per iteration of :func:`train` in its steady state, from the end of its first step
     to the end of its last (so that, like the bare step's timing, it leaves out the slower first
-    step; the validation runs after the last), and of its one validation pass, at the end."""
-    model = _model(profile, tasks, device, seed)
+    step; the validation runs after the last), and of its one validation pass, at the end; with
+    the input pipeline of ``loader`` and the autocast of ``precision``."""
+    model = profile_model(profile, tasks, device, seed)
     if masked:
         apply_masks(model, _random_masks(model, BENCH_SPARSITY, seed))
     schedule = profile.pretrain
@@ -236,6 +256,8 @@ def _loop_step(
         eval_batch_size=profile.eval.batch_size,
         progress=False,
         on_step=clock,
+        precision=precision,
+        loader=loader,
     )
     step = (ends[config.iterations] - ends[1]) / (config.iterations - 1)
     return {"step_s": step, "validation_s": result.validation_seconds}
@@ -278,23 +300,24 @@ def bench(
     ]
     variants = ["eager", *(v for v in variants if v != "eager")]  # eager: the overhead's baseline
     bare = {
-        variant: _measure(
-            bare_train_step(_model(profile, tasks, device, seed), images, variant), min_run_time
+        variant: measure(
+            bare_train_step(profile_model(profile, tasks, device, seed), images, variant),
+            min_run_time,
         )
         for variant in variants
     }
-    eval_model = _model(profile, tasks, device, seed)
-    bare_eval = _measure(bare_eval_step(eval_model, eval_images), min_run_time)
+    eval_model = profile_model(profile, tasks, device, seed)
+    bare_eval = measure(bare_eval_step(eval_model, eval_images), min_run_time)
     # the overhead from paired rounds, the bare eager step and cutlib's loop back to back, so that
     # a machine whose speed drifts between them (shared CPUs do) moves both sides of each ratio
-    eager = bare_train_step(_model(profile, tasks, device, seed), images, "eager")
+    eager = bare_train_step(profile_model(profile, tasks, device, seed), images, "eager")
     ratios, unmasked = [], []
     for _ in range(rounds):
-        bare_s = _measure(eager, min_run_time / rounds).median_ms / 1000.0
-        loop = _loop_step(profile, tasks, train_set, val_set, device, loop_iterations, False, seed)
+        bare_s = measure(eager, min_run_time / rounds).median_ms / 1000.0
+        loop = loop_step(profile, tasks, train_set, val_set, device, loop_iterations, False, seed)
         unmasked.append(loop)
         ratios.append((loop["step_s"] + loop["validation_s"] / schedule.eval_every) / bare_s)
-    masked = _loop_step(profile, tasks, train_set, val_set, device, loop_iterations, True, seed)
+    masked = loop_step(profile, tasks, train_set, val_set, device, loop_iterations, True, seed)
     step = statistics.median(loop["step_s"] for loop in unmasked)
     validation = statistics.median(loop["validation_s"] for loop in unmasked)
     return {

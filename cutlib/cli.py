@@ -288,6 +288,44 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write the JSON to this file, and summary.md of its folder's reports",
     )
+    scale = commands.add_parser(
+        "throughput",
+        help="time a profile's model at full size: training step per precision, input pipeline "
+        "per number of workers (JSON out)",
+    )
+    scale.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILE_NAMES)}")
+    scale.add_argument("--dataset", default="nyuv2", help="dataset (default: nyuv2)")
+    scale.add_argument("--data-root", type=Path, help="a real dataset's folder")
+    scale.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    scale.add_argument(
+        "--precisions",
+        type=_split_list,
+        default=["fp32"],
+        help="fp32, bf16, fp16 (the last two on CUDA; default: fp32)",
+    )
+    scale.add_argument(
+        "--workers",
+        type=lambda text: [_count(n) for n in _split_list(text)],
+        default=[0, 2],
+        help="numbers of DataLoader workers to time the input pipeline with (default: 0,2)",
+    )
+    scale.add_argument(
+        "--batches", type=int, default=20, help="input batches timed per setting (default: 20)"
+    )
+    scale.add_argument(
+        "--steps",
+        type=_count,
+        default=0,
+        help="also time cutlib's step over this many iterations per setting (default: 0, not)",
+    )
+    scale.add_argument(
+        "--seconds", type=float, default=1.0, help="minimum time per bare timing (default: 1)"
+    )
+    scale.add_argument(
+        "--out",
+        type=Path,
+        help="also write the JSON to this file, and summary.md of its folder's reports",
+    )
     data = commands.add_parser("data", help="the real datasets: what is present, and checks")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_commands.add_parser("info", help="which datasets are present, their splits, sizes")
@@ -617,6 +655,42 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_throughput(args: argparse.Namespace) -> int:
+    import json
+
+    from cutlib.bench import write_summary
+    from cutlib.data.real import DataError
+    from cutlib.profiles import check_profile_name
+    from cutlib.throughput import summary_table, throughput
+    from cutlib.train import checked_device
+
+    try:
+        check_profile_name(args.profile)
+        if args.seconds <= 0 or args.batches < 1:
+            raise ValueError("--seconds must be positive and --batches at least 1")
+        results = throughput(
+            args.profile,
+            args.dataset,
+            checked_device(args.device),
+            data_root=args.data_root,
+            precisions=args.precisions,
+            workers=args.workers,
+            input_batches=args.batches,
+            steps=args.steps,
+            min_run_time=args.seconds,
+        )
+    except (ValueError, DataError) as err:
+        return _bad_input("cutlib throughput", err)
+    report = json.dumps(results, indent=2)
+    print(report)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report + "\n")
+        summary = write_summary(args.out.parent, summary_table)
+        print(f"reports of {args.out.parent} summed up in {summary}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cutlib`` console script."""
     args = build_parser().parse_args(argv)
@@ -627,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _cmd_export,
         "data": _cmd_data,
         "bench": _cmd_bench,
+        "throughput": _cmd_throughput,
     }
     return handlers[args.command](args)
 

@@ -1,5 +1,5 @@
 """The grid as cluster jobs (``cutlib grid --executor submitit``;
-docs/usage.md#the-grid-on-a-slurm-cluster).
+docs/usage.md#a-slurm-cluster).
 
 :class:`SubmititRunner` makes each stage of :func:`cutlib.grid.run_grid` as one job array through
 submitit, one job per pending run: the pre-trained models first, and once they are all made, the

@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
         (
             "cutlib.experiments",
             "cutlib.bench",
+            "cutlib.throughput",
             "cutlib.grid",
             "cutlib.cluster",
             "cutlib.efficiency",
