@@ -497,7 +497,7 @@ def _grid_seeds(args: argparse.Namespace) -> list[int] | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from cutlib import distributed
-    from cutlib.experiments import RunConfig, run
+    from cutlib.experiments import RunConfig, check_processes, run
     from cutlib.train import resolve_device
 
     config = RunConfig(
@@ -518,6 +518,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         device = args.device
         if distributed.launched():  # torchrun: one process of several, on its own GPU
             device = distributed.start(resolve_device(args.device))
+            check_processes(config)
     except ValueError as err:
         return _bad_input("cutlib run", err)
     writer = distributed.is_writer()  # with torchrun, rank 0 reports and writes

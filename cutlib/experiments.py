@@ -235,6 +235,28 @@ def run_directory(config: RunConfig) -> Path:
     return results_dir() / "runs" / run_id(config)
 
 
+def check_processes(config: RunConfig) -> None:
+    """Check that the batches of ``config``'s run (its pre-training's too) can be shared equally
+    among the processes training it (:mod:`cutlib.distributed`; one process: nothing to check).
+
+    Raises:
+        ValueError: naming the first batch size the number of processes does not divide.
+    """
+    processes = distributed.world_size()
+    spec = resolve(config)
+    sizes = {
+        "pretrain": spec.profile.pretrain.batch_size,
+        "finetune": spec.settings.finetune.batch_size,
+        "scoring": spec.settings.scoring.batch_size,
+    }
+    for section, size in sizes.items():
+        if size % processes:
+            raise ValueError(
+                f"{section}.batch_size {size} of profile {config.profile!r} cannot be shared "
+                f"equally among {processes} processes: use a number of processes that divides it"
+            )
+
+
 def pretraining_config(config: RunConfig) -> RunConfig:
     """The dense pre-training run that ``config``'s run starts from: the same dataset, profile,
     seed and data, every task, no pruning."""

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cutlib import distributed
-from cutlib.experiments import RunConfig, run
+from cutlib.experiments import RunConfig, check_processes, run
 
 #: How far the 2-process pre-training may land from the 1-process one, per metric. They differ
 #: because on a CPU each process normalises its BatchNorm layers by its own half of the batch
@@ -121,3 +121,13 @@ def test_a_process_without_its_gpu_is_refused(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ValueError, match="process 3 of this node has no GPU: 2 visible"):
         distributed.start(torch.device("cuda"))
+
+
+def test_batches_that_processes_cannot_share_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = RunConfig("synth-nyuv2", "cut", ("seg", "depth"), profile="smoke").validated()
+    check_processes(config)  # alone
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    check_processes(config)  # the smoke batches are 8
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    with pytest.raises(ValueError, match="pretrain.batch_size 8 of profile 'smoke' cannot be"):
+        check_processes(config)
