@@ -12,8 +12,8 @@ Every job makes its run as a serial grid does (:class:`GridJob`), in the run sto
 folder that submitted it, which on a cluster must be on a filesystem all the nodes share: finished
 runs are reused, and the run's lock keeps two jobs from training the same run. A job that SLURM
 pre-empts or that reaches its time limit is requeued (:meth:`GridJob.checkpoint`), and its run
-resumes from its last checkpoint (every ``runtime.checkpoint_every`` iterations; none with 0: the
-run starts again). submitit is optional (``pip install -e .[cluster]``).
+resumes from its last checkpoint (every ``runtime.checkpoint_every`` iterations; with 0, only
+finished training stages are kept, and the stage in progress starts again). submitit is optional (``pip install -e .[cluster]``).
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class RuntimeSettings:
     workers: int | None = None  #: DataLoader worker processes; ``None``: by device
     pin_memory: bool | None = None  #: page-locked batches for fast GPU copies; ``None``: by device
     prefetch: int = 2  #: batches each worker prepares ahead
-    checkpoint_every: int = 0  #: iterations between resumable checkpoints; 0: none
+    checkpoint_every: int = 0  #: iterations between resumable checkpoints; 0: at stage ends only
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
 
