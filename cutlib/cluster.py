@@ -13,7 +13,8 @@ folder that submitted it, which on a cluster must be on a filesystem all the nod
 runs are reused, and the run's lock keeps two jobs from training the same run. A job that SLURM
 pre-empts or that reaches its time limit is requeued (:meth:`GridJob.checkpoint`), and its run
 resumes from its last checkpoint (every ``runtime.checkpoint_every`` iterations; with 0, only
-finished training stages are kept, and the stage in progress starts again). submitit is optional (``pip install -e .[cluster]``).
+finished training stages are kept, and the stage in progress starts again). submitit is optional
+(``pip install -e .[cluster]``).
 """
 
 from __future__ import annotations

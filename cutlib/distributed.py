@@ -118,11 +118,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard(items: Sequence[Any]) -> list[Any]:
-    """This process's share of ``items``: every ``world_size()``-th, from its rank."""
-    return list(items[rank() :: world_size()])
-
-
 def checksum(tensors: Iterable[Tensor]) -> str:
     """A digest of the tensors' bytes, to compare the processes' copies of a model."""
     digest = hashlib.sha256()

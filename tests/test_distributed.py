@@ -99,7 +99,6 @@ def test_alone_every_collective_is_the_identity() -> None:
     assert distributed.summed({"loss": 2.0, "samples": 4}) == {"loss": 2.0, "samples": 4}
     assert distributed.agreed(False) is False
     assert distributed.gathered("x") == ["x"]
-    assert distributed.shard([1, 2, 3]) == [1, 2, 3]
     model = nn.Linear(2, 2)
     assert distributed.wrap(model, torch.device("cpu")) is model
     assert distributed.ranks_agree(model) == {"parameters": True, "masks": True}
