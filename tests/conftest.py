@@ -3,6 +3,7 @@ checkout's ``results/``; generated datasets share the project's cache (they are 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,6 +45,40 @@ def fresh_resolutions() -> Iterator[None]:
     test that patches a profile or registers a method leaves nothing behind."""
     yield
     resolve.cache_clear()
+
+
+def _outcome(directory: Path) -> dict:
+    """What a run's folder holds that must not depend on how it was executed: everything but
+    wall times."""
+    metrics = json.loads((directory / "metrics.json").read_text())
+    details = {k: v for k, v in metrics["details"].items() if not k.endswith("seconds")}
+    weights = {
+        path.name: torch.load(path, weights_only=True)["state_dict"]
+        for path in sorted(directory.glob("*.pt"))
+    }
+    return {
+        "record": {k: metrics[k] for k in ("metrics", "delta_mtl", "sparsity", "params")},
+        "details": details,
+        "history": json.loads((directory / "history.json").read_text()),
+        "weights": weights,
+    }
+
+
+@pytest.fixture
+def assert_same_runs() -> Callable[[Path, Path], None]:
+    """Assert that two run folders hold the same run: metrics, details (times aside), history and
+    every tensor of their weight files."""
+
+    def same(first: Path, second: Path) -> None:
+        a, b = _outcome(first), _outcome(second)
+        assert a["record"] == b["record"]
+        assert a["details"] == b["details"]
+        assert a["history"] == b["history"]
+        assert a["weights"].keys() == b["weights"].keys()
+        for name, state in a["weights"].items():
+            assert all(torch.equal(state[k], b["weights"][name][k]) for k in state), name
+
+    return same
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,31 +35,47 @@ def _bound(metric: str) -> float:
     return TOLERANCE["depth"] if metric in ("abs_err", "rel_err") else TOLERANCE["fraction"]
 
 
-def _torchrun(method: str, results: Path) -> dict:
-    """``cutlib run`` of ``method`` on the smoke profile under torchrun, 2 CPU processes."""
+#: What torchrun starts in each process: cutlib's command line, after an optimiser-step hook that
+#: makes rank 0 kill itself (SIGKILL) right after step ``$KILL_AT`` when that is set.
+LAUNCHER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from cutlib.cli import main
+
+    kill_at, steps = int(os.environ.get("KILL_AT", "0")), 0
+
+    def count(optimizer, args, kwargs):
+        global steps
+        steps += 1
+        if steps == kill_at and os.environ["RANK"] == "0":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    register_optimizer_step_post_hook(count)
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def _torchrun(method: str, results: Path, *options: str, kill_at: int = 0) -> dict | None:
+    """``cutlib run`` of ``method`` on the smoke profile under torchrun, 2 CPU processes; its
+    record, or ``None`` when rank 0 was told to die at step ``kill_at``."""
+    launcher = results.parent / "launch.py"
+    launcher.write_text(LAUNCHER)
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "cutlib.cli",
-        "run",
-        "--dataset",
-        "synth-nyuv2",
-        "--method",
-        method,
-        "--tasks",
-        "seg,depth",
-        "--profile",
-        "smoke",
-        "--device",
-        "cpu",
-        "--quiet",
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+        *(str(launcher), "run", "--dataset", "synth-nyuv2", "--method", method),
+        *("--tasks", "seg,depth", "--profile", "smoke", "--device", "cpu", "--quiet", *options),
     ]
-    env = os.environ | {"CUTLIB_RESULTS": str(results), "OMP_NUM_THREADS": "1"}
+    env = os.environ | {
+        "CUTLIB_RESULTS": str(results),
+        "OMP_NUM_THREADS": "1",
+        "KILL_AT": str(kill_at),
+    }
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    if kill_at:
+        assert done.returncode != 0 and "metrics: " not in done.stdout, done.stderr[-3000:]
+        return None
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("metrics: ") == 1  # rank 0 alone reports
     path = Path(done.stdout.split("metrics: ")[1].splitlines()[0])
@@ -130,3 +148,21 @@ def test_batches_that_processes_cannot_share_are_refused(monkeypatch: pytest.Mon
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(ValueError, match="pretrain.batch_size 8 of profile 'smoke' cannot be"):
         check_processes(config)
+
+
+def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, assert_same_runs: Callable[[Path, Path], None]
+) -> None:
+    """Rank 0 dies at step 20 of the 30-step pre-training (its last checkpoint: 18); torchrun
+    stops the other process; the same command again resumes both, each with its own random
+    state, and ends with the runs of an uninterrupted torchrun run."""
+    whole = tmp_path / "whole"
+    _torchrun("cut", whole)
+    killed = tmp_path / "killed"
+    _torchrun("cut", killed, "--checkpoint-every", "3", kill_at=20)
+    assert list(killed.glob("runs/*/checkpoints/*.progress.pt"))
+    assert not list(killed.glob("runs/*/metrics.json"))
+    _torchrun("cut", killed, "--checkpoint-every", "3")
+    for run_folder in sorted(whole.glob("runs/*")):
+        assert_same_runs(killed / "runs" / run_folder.name, run_folder)
+        assert not (killed / "runs" / run_folder.name / "checkpoints").exists()

@@ -3,17 +3,16 @@ again ends exactly as a run that was never interrupted."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from cutlib.experiments import RunConfig, pretraining_config, run, run_directory
 from cutlib.resume import FOLDER, RunCheckpoints
@@ -49,31 +48,6 @@ def _config(method: str) -> RunConfig:
     return RunConfig("synth-nyuv2", method, tasks, profile="smoke").validated()
 
 
-def _outcome(directory: Path) -> dict:
-    """What must not depend on the interruption: everything but wall times."""
-    metrics = json.loads((directory / "metrics.json").read_text())
-    details = {k: v for k, v in metrics["details"].items() if not k.endswith("seconds")}
-    weights = {
-        path.name: torch.load(path, weights_only=True)["state_dict"]
-        for path in sorted(directory.glob("*.pt"))
-    }
-    return {
-        "record": {k: metrics[k] for k in ("metrics", "delta_mtl", "sparsity", "params")},
-        "details": details,
-        "history": json.loads((directory / "history.json").read_text()),
-        "weights": weights,
-    }
-
-
-def _same(a: dict, b: dict) -> None:
-    assert a["record"] == b["record"]
-    assert a["details"] == b["details"]
-    assert a["history"] == b["history"]
-    assert a["weights"].keys() == b["weights"].keys()
-    for name, state in a["weights"].items():
-        assert all(torch.equal(state[k], b["weights"][name][k]) for k in state), name
-
-
 # (method, optimiser step to die after): dense pre-training (30 steps, after LTH's rewinding
 # point at 3), CUT's fine-tuning (20), RigL's training with mask updates every 5 (20), LTH's second
 # of two rounds (10 steps each: the first round finished, the second in progress).
@@ -82,7 +56,11 @@ CASES = [("dense", 20), ("cut", 14), ("rigl", 14), ("lth", 15)]
 
 @pytest.mark.parametrize(("method", "kill_at"), CASES)
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
-    method: str, kill_at: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    method: str,
+    kill_at: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    assert_same_runs: Callable[[Path, Path], None],
 ) -> None:
     config = _config(method)
     reference = run(config, device="cpu", progress=False, checkpoint_every=0).directory
@@ -107,7 +85,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
 
     resumed = run(config, device="cpu", progress=False, checkpoint_every=3).directory
     assert not (resumed / FOLDER).exists()
-    _same(_outcome(resumed), _outcome(reference))
+    assert_same_runs(resumed, reference)
 
 
 def test_checkpoints_are_numbered_by_stage_and_refuse_a_negative_interval(tmp_path: Path) -> None:
