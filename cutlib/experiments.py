@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -374,8 +374,7 @@ def run(
     directory = run_directory(config)
     finished = directory / "metrics.json"
     if not finished.is_file():
-        # several processes (torchrun) train one run together: rank 0 holds the lock
-        with run_lock(directory, progress) if distributed.is_writer() else nullcontext():
+        with run_lock(directory, progress):
             # not finished by the process we may have waited for
             if distributed.agreed(not finished.is_file()):
                 execution = Execution(device, progress, log_dir, workers, checkpoint_every)
@@ -421,6 +420,10 @@ def _copied(record: RunRecord, out: Path | None) -> RunRecord:
     return record
 
 
+#: Seconds between two attempts to take a run's lock held by another process.
+LOCK_POLL_SECONDS = 1.0
+
+
 @contextmanager
 def run_lock(directory: Path, progress: bool = False) -> Iterator[None]:
     """Hold the lock of the run in ``directory`` (``<run>/.lock``) while training it.
@@ -428,20 +431,33 @@ def run_lock(directory: Path, progress: bool = False) -> Iterator[None]:
     A POSIX record lock (``fcntl.lockf``, which NFS shares between machines): a second process
     that needs the same run, a grid job on another node or another notebook, waits for the first
     and then reuses its result instead of training the run twice. The operating system releases
-    the lock when its holder dies, so a killed process never leaves the run locked.
+    the lock when its holder dies, so a killed process never leaves the run locked. Of the
+    processes of a torchrun run (:mod:`cutlib.distributed`), rank 0 takes the lock; while it
+    waits, it tells the others at every attempt, so that a long wait never runs into the process
+    group's timeout.
     """
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "a") as handle:
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+
+        def taken() -> bool:
+            if not distributed.is_writer():
+                return distributed.agreed(False)
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return distributed.agreed(False)
+            return distributed.agreed(True)
+
+        if not taken():
             if progress:
                 print(f"run {directory.name} is being trained by another process; waiting")
-            fcntl.lockf(handle, fcntl.LOCK_EX)
+            while not taken():
+                time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
         finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
+            if distributed.is_writer():
+                fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def _execute(config: RunConfig, spec: RunSpec, directory: Path, execution: Execution) -> None:

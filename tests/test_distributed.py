@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,13 @@ import torch
 from torch import nn
 
 from cutlib import distributed
-from cutlib.experiments import RunConfig, check_processes, run
+from cutlib.experiments import (
+    RunConfig,
+    check_processes,
+    pretraining_config,
+    run,
+    run_directory,
+)
 
 #: How far the 2-process pre-training may land from the 1-process one, per metric. They differ
 #: because on a CPU each process normalises its BatchNorm layers by its own half of the batch
@@ -166,3 +173,35 @@ def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_result(
     for run_folder in sorted(whole.glob("runs/*")):
         assert_same_runs(killed / "runs" / run_folder.name, run_folder)
         assert not (killed / "runs" / run_folder.name / "checkpoints").exists()
+
+
+#: Holds the lock of the run folder ``argv[1]`` for ``argv[2]`` seconds.
+HOLD_LOCK = (
+    "import sys, time; from pathlib import Path; from cutlib.experiments import run_lock; "
+    "lock = run_lock(Path(sys.argv[1])); lock.__enter__(); print('locked', flush=True); "
+    "time.sleep(float(sys.argv[2]))"
+)
+
+
+def test_a_torchrun_run_waits_for_its_lock_then_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the lock of the 2-process pre-training: rank 0 polls for it and tells
+    rank 1 at every attempt (one collective per attempt on both), then both train."""
+    results = tmp_path / "locked"
+    monkeypatch.setenv("CUTLIB_RESULTS", str(results))
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # the 2-process run's id
+    cut = RunConfig("synth-nyuv2", "cut", ("seg", "depth"), profile="smoke").validated()
+    directory = run_directory(pretraining_config(cut).validated())
+    hold = 6.0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(directory), str(hold)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    locked_at = time.time()
+    record = _torchrun("cut", results)
+    assert holder.wait(timeout=60) == 0
+    assert record is not None and record["details"]["processes"]["masks"]
+    assert (directory / "metrics.json").stat().st_mtime >= locked_at + hold  # it did wait
