@@ -263,10 +263,20 @@ def loop_step(
     return {"step_s": step, "validation_s": result.validation_seconds}
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+def machine(device: torch.device) -> dict[str, Any]:
+    """Where a report was measured: the device, its name (the GPU's, or the CPU architecture),
+    PyTorch's thread count and version."""
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    return {
+        "device": str(device),
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def bench(
@@ -323,12 +333,7 @@ def bench(
     return {
         "profile": profile.name,
         "dataset": dataset,
-        "machine": {
-            "device": str(device),
-            "device_name": _device_name(device),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(device),
         "shapes": {
             "batch_size": schedule.batch_size,
             "eval_batch_size": profile.eval.batch_size,

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import yaml
 
@@ -620,12 +620,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _report(results: dict[str, Any], out: Path | None, table: Callable[..., str]) -> int:
+    """Print a ``bench`` or ``throughput`` report as JSON; with ``out``, also write it there and
+    the ``table`` of every report of its folder to ``summary.md``."""
     import json
 
+    from cutlib.bench import write_summary
+
+    report = json.dumps(results, indent=2)
+    print(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n")
+        summary = write_summary(out.parent, table)
+        print(f"reports of {out.parent} summed up in {summary}", file=sys.stderr)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from cutlib.bench import bench, check_variants, write_summary
+    from cutlib.bench import bench, check_variants, summary_table
     from cutlib.data import dataset_info
     from cutlib.profiles import check_profile_name
     from cutlib.train import checked_device
@@ -646,21 +661,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     results = bench(
         args.profile, args.dataset, device, args.variants, args.seconds, args.iterations
     )
-    report = json.dumps(results, indent=2)
-    print(report)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report + "\n")
-        summary = write_summary(args.out.parent)
-        print(f"reports of {args.out.parent} summed up in {summary}", file=sys.stderr)
-    return 0
+    return _report(results, args.out, summary_table)
 
 
 def _cmd_throughput(args: argparse.Namespace) -> int:
-    import json
-
-    from cutlib.bench import write_summary
-    from cutlib.data.real import DataError
     from cutlib.profiles import check_profile_name
     from cutlib.throughput import summary_table, throughput
     from cutlib.train import checked_device
@@ -680,16 +684,9 @@ def _cmd_throughput(args: argparse.Namespace) -> int:
             steps=args.steps,
             min_run_time=args.seconds,
         )
-    except (ValueError, DataError) as err:
+    except ValueError as err:  # DataError (missing or malformed data) included
         return _bad_input("cutlib throughput", err)
-    report = json.dumps(results, indent=2)
-    print(report)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report + "\n")
-        summary = write_summary(args.out.parent, summary_table)
-        print(f"reports of {args.out.parent} summed up in {summary}", file=sys.stderr)
-    return 0
+    return _report(results, args.out, summary_table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

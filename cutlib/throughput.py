@@ -20,7 +20,6 @@ measurements need when the profile sets no split sizes (the ``paper`` profile re
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from cutlib.bench import bare_train_step, loop_step, measure, profile_model
+from cutlib.bench import bare_train_step, loop_step, machine, measure, profile_model
 from cutlib.data import REAL_LAYOUTS, dataset_tasks, load_dataset
 from cutlib.loading import LoaderSettings, TrainingBatches
 from cutlib.profiles import Profile, load_profile
@@ -111,7 +110,7 @@ def throughput(
     report: dict[str, Any] = {
         "profile": loaded.name,
         "dataset": dataset,
-        "machine": _machine(device),
+        "machine": machine(device),
         "model": {
             "parameters": parameters,
             "crop": [height, width],
@@ -147,20 +146,6 @@ def throughput(
 
 def _workers(count: int) -> str:
     return f"{count} worker" + ("" if count == 1 else "s")
-
-
-def _machine(device: torch.device) -> dict[str, Any]:
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine()
-    )
-    return {
-        "device": str(device),
-        "device_name": name,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
 
 
 def summary_table(reports: Mapping[str, Mapping[str, Any]]) -> str:
