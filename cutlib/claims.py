@@ -12,6 +12,17 @@ smallest true difference these seeds could have detected with 80 % power. The no
 from the seeds, never chosen: a setting with a single shared seed has no interval and is reported
 as a **single seed** observation, its difference shown but not judged.
 
+**Multiplicity.** A claims table judges dozens of settings at 95 % each; by chance alone about
+one in twenty undecided comparisons would come out decided. Every row therefore carries two
+verdicts: the one of its own interval (``verdict``, uncorrected), and the one of Holm's
+family-wise correction over all judged rows of the table (``verdict_holm``: the paired t-test's
+p-value adjusted by :func:`cutlib.significance.holm`, decided below 0.05), which keeps the chance
+of any false verdict in the whole table at 5 %.
+
+**The control.** Each row also gives both methods against the control (the same pre-trained model
+fine-tuned with nothing pruned, :mod:`cutlib.methods.control`), paired by seed, where the grid has
+it: a method "beating" another says nothing about pruning if neither beats the control.
+
 The watershed claim (task masks agree in early layers and diverge after a "watershed" layer,
 DiSparse Fig. ``density_plot``, which CUT's fusion relies on) is checked on the per-layer IoU of
 the selected tasks' masks: it holds when the mean IoU over the first half of the backbone layers
@@ -29,7 +40,8 @@ from typing import Literal
 import pandas as pd
 import yaml
 
-from cutlib.significance import mean_ci, paired_comparison
+from cutlib.methods import CONTROL
+from cutlib.significance import holm, mean_ci, p_value, paired_comparison, verdict_from_p
 
 Verdict = Literal["holds", "does not hold", "undecided", "single seed"]
 VERDICTS: tuple[Verdict, ...] = ("holds", "does not hold", "undecided", "single seed")
@@ -87,13 +99,13 @@ def compare(better: Mapping[int, float], worse: Mapping[int, float]) -> dict[str
     }
     if len(seeds) == 1:
         difference = better[seeds[0]] - worse[seeds[0]]
-        low = high = detectable = math.nan
+        low = high = detectable = p = math.nan
         judged: Verdict = "single seed"
     else:
         paired = paired_comparison(better, worse)
         estimate = paired.difference
         difference, low, high = estimate.mean, estimate.low, estimate.high
-        detectable, judged = paired.detectable, paired.verdict
+        detectable, judged, p = paired.detectable, paired.verdict, p_value(estimate)
     return (
         {"seeds": len(seeds)}
         | sides
@@ -103,6 +115,7 @@ def compare(better: Mapping[int, float], worse: Mapping[int, float]) -> dict[str
             "ci_high": high,
             "detectable": detectable,
             "verdict": judged,
+            "p": p,
         }
     )
 
@@ -124,8 +137,11 @@ def check_claims(runs: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> pd.Dat
 
     Returns:
         One row per (claim, setting): ``source``, ``claim``, ``against`` (the method names),
-        ``note``, the setting, then the columns of :func:`compare`. Runs with method options
-        (an ablation's variants) are left out: a claim is about the method as published.
+        ``note``, the setting, the columns of :func:`compare`, each side against the control
+        (``better − control``, ``worse − control``: the paired mean and its 95 % interval, or
+        ``—`` without a control run), and the Holm-corrected ``p_holm`` and ``verdict_holm``
+        (module docstring). Runs with method options (an ablation's variants) are left out: a
+        claim is about the method as published.
     """
     delta = runs[runs["metric"] == "delta_mtl"]
     if "options" in delta:  # a run with non-default method options is an ablation, not the method
@@ -136,15 +152,13 @@ def check_claims(runs: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> pd.Dat
         a = delta[delta["method"] == claim.better]
         b = delta[delta["method"] == claim.worse]
         for key, left in a.groupby(setting, sort=True):
-            right = b
-            for column, value in zip(setting, key, strict=True):
-                right = right[right[column] == value]
-            better = dict(zip(left["seed"].astype(int), left["value"], strict=True))
-            worse = dict(zip(right["seed"].astype(int), right["value"], strict=True))
+            where = dict(zip(setting, key, strict=True))
+            better, worse = _by_seed(left), _by_seed(_matching(b, where))
             if not set(better) & set(worse):
                 continue
+            control = _by_seed(_matching(delta[delta["method"] == CONTROL], where, sparsity=False))
             rows.append(
-                dict(zip(setting, key, strict=True))
+                where
                 | {
                     "source": claim.source,
                     "claim": claim.statement,
@@ -152,42 +166,89 @@ def check_claims(runs: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> pd.Dat
                     "note": claim.note,
                 }
                 | compare(better, worse)
+                | {"better − control": _against(better, control)}
+                | {"worse − control": _against(worse, control)}
             )
     columns = ["source", "claim", "against", "note", *setting, "seeds", "better", "worse"]
-    columns += ["difference", "ci_low", "ci_high", "detectable", "verdict"]
-    return pd.DataFrame(rows, columns=columns)
+    columns += ["difference", "ci_low", "ci_high", "detectable", "verdict", "p"]
+    columns += ["better − control", "worse − control"]
+    checked = pd.DataFrame(rows, columns=columns)
+    checked["p_holm"] = holm(checked["p"].astype(float).tolist())
+    checked["verdict_holm"] = [
+        "single seed" if math.isnan(p) else verdict_from_p(d, p)
+        for d, p in zip(checked["difference"], checked["p_holm"], strict=True)
+    ]
+    return checked
+
+
+def _by_seed(rows: pd.DataFrame) -> dict[int, float]:
+    return dict(zip(rows["seed"].astype(int), rows["value"], strict=True))
+
+
+def _matching(
+    rows: pd.DataFrame, where: Mapping[str, object], sparsity: bool = True
+) -> pd.DataFrame:
+    """The rows of ``rows`` in the setting ``where`` (any sparsity when ``sparsity`` is False:
+    the control runs at 0)."""
+    for column, value in where.items():
+        if column != "sparsity" or sparsity:
+            rows = rows[rows[column] == value]
+    return rows
+
+
+def _against(values: Mapping[int, float], control: Mapping[int, float]) -> str:
+    """``values`` − ``control`` paired by seed: ``mean [low, high]``, the mean alone with one
+    shared seed, ``—`` without any."""
+    seeds = sorted(set(values) & set(control))
+    if not seeds:
+        return "—"
+    estimate = mean_ci([values[s] - control[s] for s in seeds])
+    if estimate.n < 2:
+        return f"{estimate.mean:+.2f}"
+    return f"{estimate.mean:+.2f} [{estimate.low:+.2f}, {estimate.high:+.2f}]"
 
 
 def summarise_claims(checked: pd.DataFrame) -> pd.DataFrame:
     """Per claim and method pair: in how many settings it holds, fails, is undecided or rests on
-    a single seed.
+    a single seed after Holm's correction over the whole table (``verdict_holm``; the verdicts
+    as they are when the table has none), and the same in words without the correction
+    (``uncorrected``).
 
     Example:
         >>> frame = pd.DataFrame({"source": ["CUT"] * 3, "claim": ["c"] * 3,
-        ...     "against": ["cut vs snip"] * 3, "verdict": ["holds", "holds", "undecided"]})
-        >>> summarise_claims(frame).iloc[0].to_dict()["overall"]
-        'holds in 2, undecided in 1 of 3 settings'
+        ...     "against": ["cut vs snip"] * 3, "verdict": ["holds", "holds", "undecided"],
+        ...     "verdict_holm": ["holds", "undecided", "undecided"]})
+        >>> row = summarise_claims(frame).iloc[0].to_dict()
+        >>> row["overall (Holm)"], row["uncorrected"]
+        ('holds in 1, undecided in 2 of 3 settings', 'holds in 2, undecided in 1 of 3 settings')
     """
+    corrected = "verdict_holm" if "verdict_holm" in checked else "verdict"
     rows = []
     for (source, claim, against), group in checked.groupby(
         ["source", "claim", "against"], sort=False
     ):
-        counts = group["verdict"].value_counts()
+        counts = group[corrected].value_counts()
         row = {"source": source, "claim": claim, "against": against}
         row |= {v: int(counts.get(v, 0)) for v in VERDICTS}
-        total = len(group)
-        present = [v for v in VERDICTS if row[v]]
-        if len(present) == 1:
-            overall = {
-                "holds": f"holds in all {total} settings",
-                "does not hold": f"does not hold in any of {total} settings",
-                "undecided": f"undecided in all {total} settings",
-                "single seed": f"single seed in all {total} settings",
-            }[present[0]]
-        else:
-            overall = ", ".join(f"{v} in {row[v]}" for v in present) + f" of {total} settings"
-        rows.append(row | {"overall": overall})
-    return pd.DataFrame(rows, columns=["source", "claim", "against", *VERDICTS, "overall"])
+        row["overall (Holm)"] = _overall(group[corrected])
+        rows.append(row | {"uncorrected": _overall(group["verdict"])})
+    columns = ["source", "claim", "against", *VERDICTS, "overall (Holm)", "uncorrected"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _overall(verdicts: pd.Series) -> str:
+    """How many of the settings each verdict has, in words."""
+    counts = verdicts.value_counts()
+    present = [v for v in VERDICTS if counts.get(v, 0)]
+    total = len(verdicts)
+    if len(present) == 1:
+        return {
+            "holds": f"holds in all {total} settings",
+            "does not hold": f"does not hold in any of {total} settings",
+            "undecided": f"undecided in all {total} settings",
+            "single seed": f"single seed in all {total} settings",
+        }[present[0]]
+    return ", ".join(f"{v} in {counts[v]}" for v in present) + f" of {total} settings"
 
 
 def watershed_verdict(
@@ -227,11 +288,11 @@ def claims_markdown(
         for low, high in zip(details.pop("ci_low"), details.pop("ci_high"), strict=True)
     ]
     details["difference"] = details["difference"].map(lambda v: f"{v:+.2f}")
-    details["detectable"] = [
-        f"{v:.2f}" if not math.isnan(v) else "—" for v in details["detectable"]
-    ]
-    order = [c for c in details.columns if c not in ("95 % CI", "detectable", "verdict")]
-    details = details[[*order, "95 % CI", "detectable", "verdict"]]
+    for column, shown in (("detectable", "{:.2f}"), ("p", "{:.3f}"), ("p_holm", "{:.3f}")):
+        details[column] = ["—" if math.isnan(v) else shown.format(v) for v in details[column]]
+    last = ["95 % CI", "detectable", "p", "verdict", "p_holm", "verdict_holm"]
+    order = [c for c in details.columns if c not in last]
+    details = details[[*order, *last]]
     seeds = sorted(set(checked["seeds"])) if len(checked) else []
     parts = [
         f"# The papers' claims, checked on this run ({profile} profile)",
@@ -243,7 +304,13 @@ def claims_markdown(
         "lies above 0, **does not hold** when it lies below 0 and is **undecided** otherwise; "
         "`detectable` is the smallest true difference these seeds could have detected (80 % "
         "power). A setting with one seed has no interval: its difference is a **single seed** "
-        "observation, not a verdict. The watershed holds when the mean IoU of the task masks over "
+        "observation, not a verdict. `verdict` judges each row on its own (uncorrected); "
+        "`verdict_holm` judges the table as a family: the paired t-test's p-value, adjusted by "
+        "Holm's step-down method over every judged row (`p_holm`), decides below 0.05, so the "
+        "chance of any false verdict in the whole table stays at 5 %. `better − control` and "
+        "`worse − control` give each side against the control (the pre-trained model fine-tuned "
+        "like the pruned ones, nothing pruned), paired by seed with its 95 % interval. "
+        "The watershed holds when the mean IoU of the task masks over "
         "the first half of the backbone layers exceeds that over the second half by more than "
         f"{watershed_margin:g}.",
         "",
@@ -285,7 +352,10 @@ def claim_sentence(row: pd.Series | dict) -> str:
     if row["verdict"] == "single seed":
         return f"{head}, a single seed: no verdict"
     interval = f"95 % CI [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
-    return (
+    text = (
         f"{head}, {interval} over {row['seeds']} seeds (detectable {row['detectable']:.2f}): "
         f"**{row['verdict']}**"
     )
+    if "verdict_holm" in row:
+        text += f", **{row['verdict_holm']}** after Holm's correction"
+    return text

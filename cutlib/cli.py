@@ -15,11 +15,12 @@ the valid choices (or how to get the data) and exits with status 2, before anyth
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -34,6 +35,9 @@ from cutlib.cluster import (
 )
 from cutlib.methods import DENSE
 from cutlib.profiles import DEFAULT_PROFILE, PROFILE_NAMES
+
+if TYPE_CHECKING:
+    from cutlib.grid import GridCell
 
 EXIT_BAD_INPUT = 2
 
@@ -237,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also copy each finished run's metrics and history (no weights) to <out>/records/",
     )
+    grid.add_argument(
+        "--sparsities", type=_split_list, help="only these sparsities of the grid, e.g. 0.9"
+    )
+    grid.add_argument(
+        "--rerun",
+        action="store_true",
+        help="make recorded runs again in the run store; with --records, add the per-layer "
+        "counts their records lack",
+    )
     grid.add_argument("--jobs", type=int, default=1, help="parallel runs (processes)")
     grid.add_argument(
         "--threads", type=int, help="CPU threads per run (default: 1 with --jobs > 1)"
@@ -384,6 +397,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         export_records,
         grid_cells,
         pending_runs,
+        record_layers,
         records_dir,
         run_grid,
         write_runs_table,
@@ -409,11 +423,12 @@ def _cmd_grid(args: argparse.Namespace) -> int:
             replace(cell, config=replace(cell.config, precision=args.precision))
             for cell in grid_cells(args.profile, datasets=args.dataset, seeds=_grid_seeds(args))
         ]
+        cells = _at_sparsities(cells, args.sparsities)
     except ValueError as err:
         return _bad_input("cutlib grid", err)
     if not cells:
         return _bad_input("cutlib grid", ValueError(f"the {args.profile} grid has no runs here"))
-    pending = pending_runs(cells)
+    pending = pending_runs(cells, store_only=args.rerun)
     print(
         f"{args.profile} grid: {len(cells)} cells, {len(pending)} runs to make "
         f"(run store: {results_dir() / 'runs'})"
@@ -435,6 +450,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
             runner=runner,
             workers=args.workers,
             checkpoint_every=args.checkpoint_every,
+            rerun=args.rerun,
         )
     except RuntimeError as err:  # a cluster job that failed (submitit's FailedJobError)
         if runner is None:
@@ -444,6 +460,9 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         return 1
     if args.records:
         print(f"run records: {export_records(cells)} runs in {records_dir()}")
+        layers = record_layers(c.config for c in cells)
+        if layers:
+            print(f"per-layer counts from the re-runs added to {layers} records")
     _, path = write_runs_table(cells)
     print(f"runs table: {path}")
     return 0
@@ -472,6 +491,31 @@ def _grid_runner(args: argparse.Namespace) -> SubmititRunner | None:
         )
     resources = cluster_resources(load_profile(args.profile).runtime.cluster, **overrides)
     return SubmititRunner(resources, args.cluster or "auto")
+
+
+def _at_sparsities(cells: list[GridCell], sparsities: list[str] | None) -> list[GridCell]:
+    """The cells at one of ``sparsities`` (``--sparsities``), with the references (dense,
+    control) they are compared with; all of them without the option.
+
+    Raises:
+        ValueError: a sparsity that is not a number, or one the grid does not have.
+    """
+    if sparsities is None:
+        return cells
+    try:
+        wanted = [float(s) for s in sparsities]
+    except ValueError:
+        raise ValueError(f"--sparsities takes numbers, got {','.join(sparsities)!r}") from None
+    present = sorted({c.config.sparsity for c in cells if c.config.sparsity > 0})
+    missing = [s for s in wanted if not any(math.isclose(s, p) for p in present)]
+    if missing:
+        valid = ", ".join(f"{p:g}" for p in present)
+        raise ValueError(f"the grid has no sparsity {missing[0]:g}; its sparsities: {valid}")
+    return [
+        c
+        for c in cells
+        if c.config.sparsity == 0 or any(math.isclose(c.config.sparsity, s) for s in wanted)
+    ]
 
 
 def _grid_seeds(args: argparse.Namespace) -> list[int] | None:

@@ -3,7 +3,8 @@
 
 Tables follow DiSparse's layout (docs/method/disparse.md#published-results): one row per method, one
 column per metric of the selected tasks with its direction (↑ higher is better, ↓ lower), the best
-method in **bold** (the dense reference is not a contender), ``mean ± CI`` over seeds when there
+method in **bold** (the dense reference and the control, the dense model fine-tuned like the
+pruned ones, are not contenders; both rows are in every table), ``mean ± CI`` over seeds when there
 are several: the half-width of the mean's 95 % Student-t interval
 (docs/method/metrics.md#statistics-over-seeds). Each table comes as a numeric frame (means; the
 CSV) and a formatted one (the Markdown).
@@ -17,13 +18,15 @@ import numpy as np
 import pandas as pd
 
 from cutlib.io import project_root
-from cutlib.methods import DENSE, METHODS
+from cutlib.methods import CONTROL, DENSE, METHODS, get_method
 from cutlib.methods.cut import NAME as CUT
 from cutlib.significance import mean_ci, paired_comparison
 from cutlib.tasks import TaskSpec
 
 #: The Δ_MTL rows of the tidy table.
 DELTA = ("all", "delta_mtl")
+#: The rows every table carries beside the pruned models, at sparsity 0 (never in bold).
+REFERENCE_ROWS = (DENSE, CONTROL)
 
 
 def column_label(task: str, metric: str, higher: bool) -> str:
@@ -46,10 +49,11 @@ def _formatted(mean: float, half_width: float, n: int, precision: int) -> str:
 
 
 def _bold_best(
-    means: dict[str, float], text: dict[str, str], higher: bool, exclude: str | None = None
+    means: dict[str, float], text: dict[str, str], higher: bool, exclude: Sequence[str] = ()
 ) -> None:
-    """Put the best mean's text in bold, and every other text equal to it as printed (ties)."""
-    contenders = {k: m for k, m in means.items() if k != exclude}
+    """Put the best mean's text in bold, and every other text equal to it as printed (ties);
+    the rows in ``exclude`` are not contenders."""
+    contenders = {k: m for k, m in means.items() if k not in exclude}
     if not contenders:
         return
     shown = text[(max if higher else min)(contenders, key=contenders.get)]
@@ -85,8 +89,8 @@ def variants_apart(runs: pd.DataFrame) -> pd.DataFrame:
 def method_table(
     runs: pd.DataFrame, dataset: str, tasks: str, sparsity: float, protocol: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """DiSparse's layout for one setting: rows = methods (dense first, then by Δ_MTL), columns =
-    every metric of the selected tasks and Δ_MTL.
+    """DiSparse's layout for one setting: rows = methods (dense and the control first, then by
+    Δ_MTL), columns = every metric of the selected tasks and Δ_MTL.
 
     Returns:
         ``(numeric, formatted)``: means (with a ``seeds`` column) for the CSV; ``mean ± CI``
@@ -100,9 +104,9 @@ def method_table(
         (runs["dataset"] == dataset)
         & (runs["tasks"] == tasks)
         & (runs["protocol"] == protocol)
-        & (np.isclose(runs["sparsity"], sparsity) | (runs["method"] == DENSE))
+        & (np.isclose(runs["sparsity"], sparsity) | runs["method"].isin(REFERENCE_ROWS))
     ]
-    if chosen[chosen["method"] != DENSE].empty:
+    if chosen[~chosen["method"].isin(REFERENCE_ROWS)].empty:
         raise ValueError(
             f"no runs for {dataset} / {tasks} / {protocol} at sparsity {sparsity:g} in the grid"
         )
@@ -129,9 +133,9 @@ def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFram
         numeric[label] = {key: m for key, (m, _, _) in stats.items()}
         text[label] = {key: _formatted(m, s, n, precision) for key, (m, s, n) in stats.items()}
         seeds |= {key: n for key, (_, _, n) in stats.items()}
-        _bold_best(numeric[label], text[label], bool(higher), exclude=DENSE)
+        _bold_best(numeric[label], text[label], bool(higher), exclude=REFERENCE_ROWS)
     frame = pd.DataFrame(numeric)
-    order = [DENSE] if DENSE in frame.index else []
+    order = [r for r in REFERENCE_ROWS if r in frame.index]
     delta = column_label(*DELTA, True)
     others = frame.drop(index=order)
     if delta in frame:
@@ -148,7 +152,9 @@ def _wide(chosen: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, pd.DataFram
 
 def delta_table(runs: pd.DataFrame, dataset: str, tasks: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Δ_MTL of every method (and protocol) at every sparsity of one dataset and selection:
-    rows = ``method (protocol)``, columns = sparsities, the best of each column in bold."""
+    rows = ``method (protocol)``, columns = sparsities, the best pruned model of each column in
+    bold; the control (nothing pruned, fine-tuned like the others) repeats its one value in every
+    column, as the level a pruned model has to reach to have lost nothing."""
     runs = variants_apart(runs)
     chosen = runs[
         (runs["dataset"] == dataset)
@@ -157,43 +163,59 @@ def delta_table(runs: pd.DataFrame, dataset: str, tasks: str) -> tuple[pd.DataFr
         & (runs["metric"] == DELTA[1])
         & (runs["method"] != DENSE)
     ].copy()
-    if chosen.empty:
+    pruned = chosen[chosen["method"] != CONTROL]
+    if pruned.empty:
         raise ValueError(f"no pruned runs for {dataset} / {tasks} in the grid")
+    chosen = _control_at(chosen, sorted(set(pruned["sparsity"])))
     chosen["method (protocol)"] = chosen["method"] + " (" + chosen["protocol"] + ")"
     chosen["sparsity (printed)"] = chosen["sparsity"].map(lambda s: f"{s:.0%}")
-    return _pivot(chosen, "method (protocol)", "sparsity (printed)")
+    controls = [f"{CONTROL} ({p})" for p in sorted(set(chosen["protocol"]))]
+    return _pivot(chosen, "method (protocol)", "sparsity (printed)", first=controls)
+
+
+def _control_at(rows: pd.DataFrame, sparsities: Sequence[float]) -> pd.DataFrame:
+    """``rows`` with the control's rows (at sparsity 0) repeated at each of ``sparsities``."""
+    control = rows[rows["method"] == CONTROL]
+    copies = [control.assign(sparsity=s) for s in sparsities]
+    return pd.concat([rows[rows["method"] != CONTROL], *copies], ignore_index=True)
 
 
 def selections_table(
     runs: pd.DataFrame, dataset: str, sparsity: float, protocol: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Δ_MTL of every method on every task selection of a dataset at one sparsity and protocol:
-    rows = methods, columns = selections (``seg+depth`` …), the best of each column in bold."""
+    rows = methods (the control first), columns = selections (``seg+depth`` …), the best pruned
+    model of each column in bold."""
     runs = variants_apart(runs)
     chosen = runs[
         (runs["dataset"] == dataset)
-        & np.isclose(runs["sparsity"], sparsity)
+        & (np.isclose(runs["sparsity"], sparsity) | (runs["method"] == CONTROL))
         & (runs["protocol"] == protocol)
         & (runs["task"] == DELTA[0])
         & (runs["metric"] == DELTA[1])
     ].copy()
-    if chosen.empty:
+    if chosen[chosen["method"] != CONTROL].empty:
         raise ValueError(f"no runs for {dataset} / {protocol} at sparsity {sparsity:g} in the grid")
-    return _pivot(chosen, "method", "tasks")
+    return _pivot(chosen, "method", "tasks", first=[CONTROL])
 
 
-def _pivot(chosen: pd.DataFrame, row: str, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _pivot(
+    chosen: pd.DataFrame, row: str, column: str, first: Sequence[str] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Means and ``mean ± CI`` of ``value`` by (row, column), best (highest) per column bold;
-    rows by their mean over the columns, best first."""
+    the rows in ``first`` on top and never bold, then the others by their mean over the
+    columns, best first."""
     numeric: dict[str, dict[str, float]] = {}
     text: dict[str, dict[str, str]] = {}
     for col, block in chosen.groupby(column, sort=True):
         stats = {key: _summary(group["value"]) for key, group in block.groupby(row, sort=True)}
         numeric[col] = {k: m for k, (m, _, _) in stats.items()}
         text[col] = {k: _formatted(m, s, n, 2) for k, (m, s, n) in stats.items()}
-        _bold_best(numeric[col], text[col], higher=True)
+        _bold_best(numeric[col], text[col], higher=True, exclude=first)
     frame, formatted = pd.DataFrame(numeric), pd.DataFrame(text).fillna("")
-    order = frame.mean(axis=1).sort_values(ascending=False).index
+    top = [r for r in first if r in frame.index]
+    rest = frame.drop(index=top).mean(axis=1).sort_values(ascending=False).index
+    order = [*top, *rest]
     return (
         frame.loc[order].rename_axis(row).reset_index(),
         formatted.loc[order].rename_axis(row).reset_index(),
@@ -208,9 +230,11 @@ def paired_differences(
     reference: str = CUT,
     measure: tuple[str, str] = DELTA,
 ) -> pd.DataFrame:
-    """Each method minus ``reference`` on ``measure``, paired by seed, per sparsity: ``method``,
-    ``sparsity``, ``seeds``, ``difference`` (mean) and its 95 % interval ``low``, ``high`` (NaN
-    with one shared seed). Runs with method options (ablation variants) are left out."""
+    """Each pruning method minus ``reference`` on ``measure``, paired by seed, per sparsity:
+    ``method``, ``sparsity``, ``seeds``, ``difference`` (mean) and its 95 % interval ``low``,
+    ``high`` (NaN with one shared seed). A reference that prunes nothing (the control) is
+    compared at every sparsity with its one run. Runs with method options (ablation variants) are
+    left out."""
     chosen = runs[
         (runs["dataset"] == dataset)
         & (runs["tasks"] == tasks)
@@ -224,10 +248,12 @@ def paired_differences(
         key: dict(zip(block["seed"].astype(int), block["value"], strict=True))
         for key, block in chosen.groupby(["method", "sparsity"], sort=True)
     }
+    pruned_reference = get_method(reference).prunes
     rows = []
     for (method, sparsity), values in by_seed.items():
-        base = by_seed.get((reference, sparsity))
-        if method in (reference, DENSE) or base is None:
+        at = sparsity if pruned_reference else 0.0  # a reference that prunes nothing: at 0
+        base = by_seed.get((reference, at))
+        if method in (reference, *REFERENCE_ROWS) or base is None:
             continue
         shared = sorted(set(values) & set(base))
         if len(shared) >= 2:
@@ -242,6 +268,36 @@ def paired_differences(
             | {"difference": mean, "low": low, "high": high}
         )
     return pd.DataFrame(rows, columns=["method", "sparsity", "seeds", "difference", "low", "high"])
+
+
+def control_table(
+    runs: pd.DataFrame, dataset: str, tasks: str, protocol: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each pruning method's Δ_MTL minus the control's, paired by seed, at every sparsity of one
+    setting: what pruning costs at an equal training budget (docs/method/metrics.md#the-control).
+    Rows = methods, columns = sparsities; ``mean [low, high]`` (the 95 % interval) in the
+    formatted frame, the means in the numeric one.
+
+    Raises:
+        ValueError: if no pruned run shares a seed with a control run of the setting.
+    """
+    differences = paired_differences(runs, dataset, tasks, protocol, CONTROL)
+    if differences.empty:
+        raise ValueError(f"no control run to compare with for {dataset} / {tasks} / {protocol}")
+    differences["sparsity (printed)"] = differences["sparsity"].map(lambda s: f"{s:.0%}")
+    numeric = differences.pivot(index="method", columns="sparsity (printed)", values="difference")
+    text = differences.assign(
+        shown=[
+            f"{d:+.2f}" if np.isnan(low) else f"{d:+.2f} [{low:+.2f}, {high:+.2f}]"
+            for d, low, high in differences[["difference", "low", "high"]].itertuples(index=False)
+        ]
+    ).pivot(index="method", columns="sparsity (printed)", values="shown")
+    order = numeric.mean(axis=1).sort_values(ascending=False).index
+    columns = sorted(numeric.columns, key=lambda c: float(c.rstrip("%")))
+    return (
+        numeric.loc[order, columns].reset_index(),
+        text.loc[order, columns].fillna("").reset_index(),
+    )
 
 
 def dense_reference(
@@ -312,7 +368,7 @@ def baseline_runs(runs: str, profile_runs: Mapping[str, Sequence[str]]) -> list[
 def table_settings(runs: pd.DataFrame) -> pd.DataFrame:
     """The (dataset, tasks, protocol, sparsity) settings of the grid with at least two pruning
     methods (those get a table in DiSparse's layout), in the grid's order, and how many."""
-    pruned = runs[(runs["method"] != DENSE) & (runs["metric"] == DELTA[1])]
+    pruned = runs[~runs["method"].isin(REFERENCE_ROWS) & (runs["metric"] == DELTA[1])]
     keys = ["dataset", "tasks", "protocol", "sparsity"]
     counts = pruned.groupby(keys, sort=False)["method"].nunique().rename("methods").reset_index()
     return counts[counts["methods"] >= 2].reset_index(drop=True)

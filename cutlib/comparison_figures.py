@@ -20,8 +20,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cutlib.comparison import DELTA, column_label, paired_differences
-from cutlib.methods import DENSE, get_method
+from cutlib.comparison import DELTA, REFERENCE_ROWS, column_label, paired_differences
+from cutlib.methods import CONTROL, DENSE, get_method
 from cutlib.methods.cut import NAME as CUT
 from cutlib.palette import DENSE_LINE, method_label, method_style
 from cutlib.significance import mean_ci
@@ -74,14 +74,16 @@ def plot_against_sparsity(
 ) -> Figure:
     """Δ_MTL and each given (task, metric) against sparsity: one curve per method in its style,
     the mean over seeds with its 95 % interval as a band (none with a single seed), the dense
-    model's mean as a dashed line; one row per family of methods (module docstring).
+    model's mean as a dashed line and the control's (nothing pruned, fine-tuned like the others)
+    as a line in its style with its interval as a horizontal band; one row per family of methods
+    (module docstring).
     """
     chosen = runs[
         (runs["dataset"] == dataset) & (runs["tasks"] == tasks) & (runs["protocol"] == protocol)
     ]
     if "options" in chosen:
         chosen = chosen[chosen["options"].fillna("") == ""]
-    methods = sorted(set(chosen["method"]) - {DENSE})
+    methods = sorted(set(chosen["method"]) - set(REFERENCE_ROWS))
     rows = _rows(methods)
     if not rows:
         raise ValueError(f"no pruned runs of {dataset} / {tasks} / {protocol} to plot")
@@ -104,6 +106,7 @@ def plot_against_sparsity(
             if (task, metric) == DELTA or len(dense):
                 level = 0.0 if (task, metric) == DELTA else float(dense.mean())
                 ax.axhline(level, **DENSE_LINE, label=method_label(DENSE))
+            _control_band(ax, values[values["method"] == CONTROL]["value"])
             ax.set_title(f"{column_label(task, metric, higher)} · {family}", fontsize=9)
             _percent_axis(ax)
         _legend_right(row_axes[-1])
@@ -114,6 +117,18 @@ def plot_against_sparsity(
     return fig
 
 
+def _control_band(ax: Axes, values: pd.Series) -> None:
+    """The control's mean over seeds as a horizontal line in its style, its 95 % interval as a
+    band across the axes (nothing without control runs)."""
+    if values.empty:
+        return
+    estimate = mean_ci(list(values))
+    style = method_style(CONTROL)
+    ax.axhline(estimate.mean, color=style["color"], lw=1.2, ls="-.", label=style["label"])
+    if estimate.n > 1:
+        ax.axhspan(estimate.low, estimate.high, color=style["color"], alpha=0.12, lw=0)
+
+
 def plot_differences(
     runs: pd.DataFrame,
     dataset: str,
@@ -121,29 +136,24 @@ def plot_differences(
     protocol: str,
     reference: str = CUT,
 ) -> Figure:
-    """Δ_MTL of each method minus ``reference``'s, paired by seed, against sparsity: the mean
-    difference with its 95 % interval as an error bar (a point alone for a single seed), the
-    methods side by side at each sparsity, one panel per family of methods; below 0, the method
-    is worse than ``reference``."""
+    """Δ_MTL of each method minus ``reference``'s, paired by seed, against sparsity: one curve
+    per method in its style through the mean differences, their 95 % intervals as a band (none
+    for a single seed), one panel per family of methods; below 0, the method is worse than
+    ``reference``. With the control as ``reference`` (it prunes nothing, so one run serves every
+    sparsity), this is what pruning costs at an equal training budget."""
     differences = paired_differences(runs, dataset, tasks, protocol, reference)
     if differences.empty:
         raise ValueError(f"no method shares a sparsity and a seed with {reference!r} to compare")
     methods = sorted(set(differences["method"]))
     rows = _rows(methods)
     fig, axes = plt.subplots(1, len(rows), figsize=(6.0 * len(rows), 3.6), squeeze=False)
-    step = float(np.diff(sorted(set(differences["sparsity"]))).min(initial=0.1))
     for ax, (family, members) in zip(axes[0], rows, strict=True):
-        offsets = np.linspace(-0.25, 0.25, len(members)) * step if len(members) > 1 else [0.0]
-        for method, offset in zip(members, offsets, strict=True):
-            block = differences[differences["method"] == method]
-            x = block["sparsity"] + offset
-            ax.errorbar(
-                x,
-                block["difference"],
-                yerr=[block["difference"] - block["low"], block["high"] - block["difference"]],
-                ls="none",
-                capsize=3,
-                **method_style(method),
+        for method in members:
+            block = differences[differences["method"] == method].sort_values("sparsity")
+            style = method_style(method)
+            ax.plot(block["sparsity"], block["difference"], **style)
+            ax.fill_between(
+                block["sparsity"], block["low"], block["high"], color=style["color"], alpha=0.2
             )
         ax.axhline(0.0, **DENSE_LINE)
         ax.set_ylabel(f"Δ_MTL − Δ_MTL of {method_label(reference)} (points)")
@@ -202,7 +212,8 @@ def plot_factorial(table: pd.DataFrame) -> Figure:
         "taylor": cut | {"label": f"Taylor |w·∂L/∂w| ({cut['label']}'s)"},
         "magnitude": {"color": "0.45", "marker": "s", "label": "magnitude |w|"},
     }
-    fusions = ["vote", "union"]
+    present = set(table["fusion"])
+    fusions = [f for f in ("vote", "union", "intersection") if f in present]
     for ax, sparsity in zip(axes[0], sparsities, strict=True):
         block = table[np.isclose(table["sparsity"], sparsity)]
         for criterion, style in styles.items():
@@ -215,7 +226,8 @@ def plot_factorial(table: pd.DataFrame) -> Figure:
                 capsize=3,
                 **style,
             )
-        ax.set_xticks(range(len(fusions)), ["vote (CUT)", "union (DiSparse)"])
+        names = {"vote": "vote (CUT)", "union": "union (DiSparse)", "intersection": "intersection"}
+        ax.set_xticks(range(len(fusions)), [names[f] for f in fusions])
         ax.set_xlim(-0.4, len(fusions) - 0.6)
         ax.set_title(f"{sparsity:.0%} sparsity", fontsize=10)
         ax.set_ylabel("Δ_MTL % ↑")

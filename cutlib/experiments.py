@@ -59,7 +59,13 @@ from cutlib.profiles import (
     run_settings,
 )
 from cutlib.pruning.importance import BNMode, TaskScores
-from cutlib.pruning.masks import apply_masks, fold_masks, parameter_counts, sparsity_report
+from cutlib.pruning.masks import (
+    apply_masks,
+    fold_masks,
+    kept_by_layer,
+    parameter_counts,
+    sparsity_report,
+)
 from cutlib.resume import RunCheckpoints
 from cutlib.tasks import select_tasks
 from cutlib.train import autocast_dtype, check_precision, resolve_device
@@ -168,11 +174,13 @@ def resolve(config: RunConfig) -> RunSpec:
         )
     sparsity = config.sparsity
     if sparsity is None:
-        sparsity = 0.0 if method.name == DENSE else 0.9
+        sparsity = 0.9 if method.prunes else 0.0
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be a fraction in [0, 1), got {sparsity}")
-    if method.name == DENSE and sparsity != 0.0:
-        raise ValueError("the dense method prunes nothing: leave --sparsity out or set it to 0")
+    if not method.prunes and sparsity != 0.0:
+        raise ValueError(
+            f"the {method.name} method prunes nothing: leave --sparsity out or set it to 0"
+        )
     settings = method_settings(profile, method.name, config.protocol)
     all_tasks = dataset_tasks(config.dataset, settings, data_root)
     return RunSpec(
@@ -513,6 +521,7 @@ def _execute(config: RunConfig, spec: RunSpec, directory: Path, execution: Execu
         "seed": config.seed,
         "sparsity": {"target": config.sparsity, **sparsity_report(result.model)},
         "params": {"dense_total": dense_total, **parameter_counts(result.model)},
+        "layers": kept_by_layer(result.model),
         "metrics": metrics,
         "reference": {"dense": dense_metrics, "trivial": trivial},
         "delta_mtl": delta_mtl(metrics, dense_metrics, directions),

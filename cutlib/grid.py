@@ -6,8 +6,9 @@ A profile's ``grid`` section is a list of *blocks*; each block is a product
 
 and the grid is the union of its blocks (the same run listed twice is made once). Seeds come from
 the profile's ``seeds`` (default ``[0]``); a block's own ``seeds`` keeps only those of them (a
-costly block on fewer seeds); every block also gets the dense reference of each of its
-selections (the pre-trained model with only the selected heads), so every table has its dense row.
+costly block on fewer seeds); every block also gets, for each of its selections, the dense
+reference (the pre-trained model with only the selected heads) and the control (that model
+fine-tuned like the pruned ones, nothing pruned), so every table has both rows.
 
 .. code-block:: yaml
 
@@ -45,7 +46,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,9 @@ from cutlib.experiments import (
     run_directory,
     run_id,
 )
-from cutlib.io import read_json, results_dir
-from cutlib.methods import DEFAULT_PROTOCOL, DENSE, METHODS, PROTOCOLS, get_method
+from cutlib.io import read_json, results_dir, write_json
+from cutlib.methods import CONTROL, DEFAULT_PROTOCOL, DENSE, METHODS, PROTOCOLS, get_method
+from cutlib.metrics import delta_mtl
 from cutlib.profiles import Profile, load_profile
 
 
@@ -81,6 +83,11 @@ def trains_alike(method: str, settings: Profile) -> bool:
     """
     return get_method(method).protocol_free and method not in settings.baselines.paper_protocol
 
+
+#: The runs every block of a grid gets for each of its task selections and seeds, whatever its
+#: methods: the dense pre-trained model (the reference of Δ_MTL) and the control, the same model
+#: fine-tuned like the pruned ones with nothing pruned (:mod:`cutlib.methods.control`).
+REFERENCES: tuple[str, ...] = (DENSE, CONTROL)
 
 #: Columns that identify a grid cell in :func:`collect`'s table (``task``/``metric`` add the
 #: measurement; ``value`` is the number).
@@ -177,8 +184,9 @@ def grid_cells(
     seeds: Sequence[int] | None = None,
     datasets: Iterable[str] | None = None,
 ) -> list[GridCell]:
-    """The cells of ``profile``'s grid (or of ``blocks``), validated, without repeats, dense
-    references first.
+    """The cells of ``profile``'s grid (or of ``blocks``), validated, without repeats, the
+    references of every block first: for each of its task selections and seeds, the dense model
+    and the control (:data:`REFERENCES`).
 
     Args:
         profile: the profile whose ``grid`` and ``seeds`` to use, and the profile of every run.
@@ -193,15 +201,16 @@ def grid_cells(
     Example:
         >>> cells = grid_cells("smoke", blocks=[{"datasets": ["synth-nyuv2"], "tasks": ["seg+sn"],
         ...     "methods": {"cut": ["fair", "paper"]}, "sparsities": [0.5]}], seeds=[0])
-        >>> [(c.config.method, c.protocol, c.config.protocol) for c in cells]
-        [('dense', 'fair', 'fair'), ('dense', 'paper', 'fair'), ('cut', 'fair', 'fair'), \
-('cut', 'paper', 'fair')]
+        >>> [(c.config.method, c.protocol, c.config.protocol)
+        ...  for c in cells]  # doctest: +NORMALIZE_WHITESPACE
+        [('dense', 'fair', 'fair'), ('control', 'fair', 'fair'), ('dense', 'paper', 'fair'),
+         ('control', 'paper', 'fair'), ('cut', 'fair', 'fair'), ('cut', 'paper', 'fair')]
     """
     settings = load_profile(profile)
     blocks = settings.grid if blocks is None else blocks
     seeds = list(settings.seeds if seeds is None else seeds)
     wanted = set(datasets) if datasets is not None else None
-    dense_cells: list[GridCell] = []
+    reference_cells: list[GridCell] = []
     cells: list[GridCell] = []
     for index, block in enumerate(blocks):
         _check_block(block, index)
@@ -214,9 +223,13 @@ def grid_cells(
             protocols = sorted({p for ps in block["methods"].values() for p in ps})
             block_seeds = [s for s in seeds if s in block.get("seeds", seeds)]
             for tasks, seed in ((t, s) for t in selections for s in block_seeds):
-                for protocol in protocols:
-                    dense = RunConfig(dataset, DENSE, tasks, 0.0, profile, seed)
-                    dense_cells.append(GridCell(dense.validated(), protocol))
+                for protocol, method in itertools.product(protocols, REFERENCES):
+                    trained = (
+                        DEFAULT_PROTOCOL if trains_alike(method, dataset_settings) else protocol
+                    )
+                    reference = RunConfig(dataset, method, tasks, 0.0, profile, seed)
+                    reference = replace(reference, protocol=trained)
+                    reference_cells.append(GridCell(reference.validated(), protocol))
                 for method, method_protocols in block["methods"].items():
                     alike = trains_alike(method, dataset_settings)
                     combos = option_products((block.get("options") or {}).get(method))
@@ -234,7 +247,8 @@ def grid_cells(
                                 options=options,
                             )
                             cells.append(GridCell(config.validated(), protocol))
-    return list(dict.fromkeys(dense_cells + [c for c in cells if c.config.method != DENSE]))
+    others = [c for c in cells if c.config.method not in REFERENCES]
+    return list(dict.fromkeys(reference_cells + others))
 
 
 def planned_iterations(config: RunConfig) -> int:
@@ -278,14 +292,16 @@ def export_records(cells: Iterable[GridCell]) -> int:
     """Copy the :data:`RECORD_FILES` of every finished run of ``cells`` from the run store into
     :func:`records_dir`, so that its tables can be rebuilt where the run store (with the
     weights) is absent, with the pre-trained models' records; returns how many runs were
-    exported."""
+    exported. A record once written is never replaced: a run remade later (a pre-trained model
+    retrained on another machine for a run added to a study) keeps the committed record of its
+    run id, and the new runs carry their own reference in their ``metrics.json``."""
     exported = 0
     first, then = _stages(list(cells))
     for config in first + then:
         source = run_directory(config)
-        if not (source / "metrics.json").is_file():
-            continue
         target = records_dir() / run_id(config)
+        if not (source / "metrics.json").is_file() or (target / "metrics.json").is_file():
+            continue
         target.mkdir(parents=True, exist_ok=True)
         for name in RECORD_FILES:
             if (source / name).is_file():
@@ -294,7 +310,10 @@ def export_records(cells: Iterable[GridCell]) -> int:
     return exported
 
 
-def _is_finished(config: RunConfig) -> bool:
+def _is_finished(config: RunConfig, store_only: bool = False) -> bool:
+    """Whether ``config``'s run is in the run store (or, unless ``store_only``, recorded)."""
+    if store_only:
+        return (run_directory(config) / "metrics.json").is_file()
     return run_file(config).is_file()
 
 
@@ -404,10 +423,16 @@ def _stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[RunConfig]
     return pretraining, later
 
 
-def _pending_stages(cells: Sequence[GridCell]) -> tuple[list[RunConfig], list[RunConfig]]:
-    """The unfinished runs of :func:`_stages`."""
+def _pending_stages(
+    cells: Sequence[GridCell], store_only: bool = False
+) -> tuple[list[RunConfig], list[RunConfig]]:
+    """The unfinished runs of :func:`_stages` (``store_only``: recorded runs count as unfinished,
+    to be re-run)."""
     first, then = _stages(cells)
-    return [c for c in first if not _is_finished(c)], [c for c in then if not _is_finished(c)]
+    return (
+        [c for c in first if not _is_finished(c, store_only)],
+        [c for c in then if not _is_finished(c, store_only)],
+    )
 
 
 def complete_seeds(cells: Sequence[GridCell]) -> list[int]:
@@ -420,9 +445,9 @@ def complete_seeds(cells: Sequence[GridCell]) -> list[int]:
     return [seed for seed in seeds if seed not in unfinished]
 
 
-def pending_runs(cells: Sequence[GridCell]) -> list[RunConfig]:
+def pending_runs(cells: Sequence[GridCell], store_only: bool = False) -> list[RunConfig]:
     """The runs :func:`run_grid` would make now, in its order (pre-trained models first)."""
-    first, then = _pending_stages(cells)
+    first, then = _pending_stages(cells, store_only)
     return first + then
 
 
@@ -437,8 +462,10 @@ def run_grid(
     runner: StageRunner | None = None,
     workers: int | None = None,
     checkpoint_every: int | None = None,
+    rerun: bool = False,
 ) -> dict[str, float]:
-    """Make every run of ``cells`` that is not in the run store yet.
+    """Make every run of ``cells`` that is not in the run store yet (nor, unless ``rerun``,
+    in the run records).
 
     Args:
         cells: from :func:`grid_cells`.
@@ -455,6 +482,8 @@ def run_grid(
             then be 1.
         workers, checkpoint_every: DataLoader workers and checkpoint interval of each run
             (``None``: the profile's ``runtime`` section).
+        rerun: make the recorded runs again in the run store (their weights are not recorded),
+            e.g. to read what the records lack (:func:`record_layers`).
 
     Returns:
         Wall seconds of each run made now, by run id (reused runs are absent).
@@ -469,7 +498,7 @@ def run_grid(
     if threads is None and jobs > 1:
         threads = 1
     options = RunOptions(device, threads, log_dir, workers, checkpoint_every)
-    first, then = _pending_stages(cells)
+    first, then = _pending_stages(cells, rerun)
     stages = (first, then)
     todo = len(first) + len(then)
     done = sum(len(stage) for stage in _stages(cells)) - todo
@@ -562,6 +591,106 @@ def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
     if not table.empty:  # dense runs have no training record
         table["steps_since_init"] = table["steps_since_init"].astype("Int64")
     return table
+
+
+def collect_before(cells: Sequence[GridCell]) -> pd.DataFrame:
+    """Δ_MTL of every pruned cell's compact model *before* fine-tuning, as its run recorded it:
+    with the pre-training's BatchNorm statistics (``stale``) and, where the run re-estimated
+    them on training batches (:meth:`~cutlib.methods.context.RunContext.
+    before_finetune_recalibrated`), with those (``recalibrated``). Columns: the cell's
+    (:data:`CELL_COLUMNS`), ``statistics`` and ``value``; cells without such metrics (the
+    references, the methods that train from scratch) are left out."""
+    rows = []
+    for cell in cells:
+        config = cell.config
+        record = read_json(run_file(config))
+        details = record.get("details", {})
+        dense = record["reference"]["dense"]
+        directions = {t.name: t.metric_directions for t in dataset_info(config.dataset).tasks}
+        base = {
+            "dataset": config.dataset,
+            "tasks": "+".join(config.tasks or ()),
+            "method": config.method,
+            "options": options_label(config.options),
+            "protocol": cell.protocol,
+            "sparsity": config.sparsity,
+            "seed": config.seed,
+        }
+        for statistics, key in BEFORE_FINETUNE.items():
+            if key in details and config.sparsity > 0:
+                value = delta_mtl(details[key], dense, directions)
+                rows.append(base | {"statistics": statistics, "value": value})
+    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "statistics", "value"])
+
+
+#: The two "before fine-tuning" evaluations a run records, by the BatchNorm statistics used.
+BEFORE_FINETUNE = {
+    "stale": "metrics_before_finetune",
+    "recalibrated": "metrics_before_finetune_bn",
+}
+
+
+#: Beside a run record made before ``metrics.json`` carried per-layer counts: those counts, from
+#: a re-run of the same configuration (:func:`record_layers`).
+LAYERS_FILE = "layers.json"
+
+
+def run_layers(config: RunConfig) -> dict[str, list[int]] | None:
+    """The per-layer ``[kept, weights]`` of a finished run: from its ``metrics.json``, else from
+    the :data:`LAYERS_FILE` beside its record, else ``None``."""
+    layers = read_json(run_file(config)).get("layers")
+    if layers is None and (path := records_dir() / run_id(config) / LAYERS_FILE).is_file():
+        layers = read_json(path)["layers"]
+    return layers
+
+
+def collect_layers(cells: Sequence[GridCell]) -> pd.DataFrame:
+    """One row per (cell, prunable weight) of the cells whose runs record their layers: the
+    cell's columns (:data:`CELL_COLUMNS`), ``name``, ``kept`` and ``weights``. Cells without
+    per-layer counts are left out."""
+    rows = []
+    for cell in cells:
+        config = cell.config
+        layers = run_layers(config)
+        if layers is None:
+            continue
+        base = {
+            "dataset": config.dataset,
+            "tasks": "+".join(config.tasks or ()),
+            "method": config.method,
+            "options": options_label(config.options),
+            "protocol": cell.protocol,
+            "sparsity": config.sparsity,
+            "seed": config.seed,
+        }
+        rows += [base | {"name": n, "kept": k, "weights": w} for n, (k, w) in layers.items()]
+    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "name", "kept", "weights"])
+
+
+def record_layers(configs: Iterable[RunConfig]) -> int:
+    """For each run of ``configs`` whose record lacks per-layer counts and whose re-run is in the
+    run store (made by ``cutlib grid --rerun``), write the re-run's counts as the record's
+    :data:`LAYERS_FILE`, with both runs' Δ_MTL (the re-run may differ in its last digits on
+    another CPU); returns how many were written."""
+    written = 0
+    for config in configs:
+        record = records_dir() / run_id(config)
+        rerun = run_directory(config) / "metrics.json"
+        if not (record / "metrics.json").is_file() or not rerun.is_file():
+            continue
+        if "layers" in read_json(record / "metrics.json"):
+            continue
+        made = read_json(rerun)
+        write_json(
+            record / LAYERS_FILE,
+            {
+                "layers": made["layers"],
+                "rerun_delta_mtl": made["delta_mtl"],
+                "record_delta_mtl": read_json(record / "metrics.json")["delta_mtl"],
+            },
+        )
+        written += 1
+    return written
 
 
 def write_runs_table(cells: Sequence[GridCell]) -> tuple[pd.DataFrame, Path]:

@@ -137,3 +137,55 @@ def paired_comparison(
         detectable_difference(difference.sd, difference.n, level, power),
         seeds,
     )
+
+
+def p_value(estimate: Estimate) -> float:
+    """The two-sided p-value of a paired t-test of "the mean difference is 0" for ``estimate``
+    (a mean of per-seed differences): 2 · P(T > |mean| / (sd/√n)) with n − 1 degrees of freedom;
+    ``nan`` for a single value. It is below 1 − ``LEVEL`` exactly when the interval of
+    :func:`mean_ci` excludes 0.
+
+    Example:
+        >>> round(p_value(mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])), 4)  # t = 3 / (√2.5/√5) = 4.2426
+        0.0132
+    """
+    if estimate.n < 2:
+        return math.nan
+    if estimate.sd == 0:
+        return 0.0 if estimate.mean != 0 else 1.0
+    t = abs(estimate.mean) / (estimate.sd / math.sqrt(estimate.n))
+    return float(2 * stats.t.sf(t, estimate.n - 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (Holm, "A Simple Sequentially
+    Rejective Multiple Test Procedure", Scand. J. Statist. 1979): with the m p-values sorted,
+    p_(1) ≤ … ≤ p_(m), the adjusted p_(i) is max over j ≤ i of min(1, (m − j + 1) · p_(j)).
+    Rejecting where the adjusted value is below α keeps the family-wise error rate at α whatever
+    the dependence between the tests. ``nan`` entries are not tests: they stay ``nan`` and do not
+    count in m.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03, 0.005])  # m = 4: 0.005·4, 0.01·3, 0.03·2, then 0.04·1 → 0.06
+        [0.03, 0.06, 0.06, 0.02]
+    """
+    tests = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running, m = 0.0, len(tests)
+    for position, (p, index) in enumerate(tests):
+        running = max(running, min(1.0, (m - position) * p))
+        adjusted[index] = round(running, 15)
+    return adjusted
+
+
+def verdict_from_p(difference: float, p: float, level: float = LEVEL) -> Verdict:
+    """``holds`` / ``does not hold`` when ``p`` (adjusted or not) is below 1 − ``level``, by the
+    sign of ``difference``; ``undecided`` otherwise.
+
+    Example:
+        >>> verdict_from_p(1.2, 0.01), verdict_from_p(-1.2, 0.01), verdict_from_p(1.2, 0.2)
+        ('holds', 'does not hold', 'undecided')
+    """
+    if p < 1 - level:
+        return "holds" if difference > 0 else "does not hold"
+    return "undecided"

@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 
 from cutlib.methods.context import MethodResult, RunContext
+from cutlib.methods.control import CONTROL
 from cutlib.methods.dense import DENSE, pretrain
 from cutlib.methods.registry import (
     DEFAULT_PROTOCOL,
@@ -27,6 +28,7 @@ from cutlib.methods.registry import (
 from cutlib.methods.spec import RunSpec
 
 __all__ = [
+    "CONTROL",
     "DEFAULT_PROTOCOL",
     "DENSE",
     "METHODS",

@@ -35,12 +35,12 @@ from cutlib.pruning.importance import (
     scoring_batches,
     task_importance,
 )
-from cutlib.pruning.masks import BACKBONE, Masks, apply_masks, fold_masks, owned_by
+from cutlib.pruning.masks import BACKBONE, Masks, apply_masks, copy_model, fold_masks, owned_by
 from cutlib.pruning.per_task import CutMasker, CutPlan, plan_cut
 from cutlib.pruning.thresholds import Ranking
 from cutlib.resume import RunCheckpoints
 from cutlib.tasks import TaskSpec
-from cutlib.train import TrainConfig, train
+from cutlib.train import TrainConfig, reestimate_batchnorm, train
 
 
 @dataclass
@@ -287,6 +287,21 @@ class RunContext:
         self.trained_iterations += schedule.iterations
         return result.history
 
+    def before_finetune_recalibrated(self, model: SceneNet) -> dict[str, Any]:
+        """The test metrics of a copy of ``model`` whose BatchNorm statistics are re-estimated on
+        the profile's ``eval.bn_batches`` scoring batches
+        (:func:`cutlib.train.reestimate_batchnorm`), as ``{"metrics_before_finetune_bn": …}``;
+        nothing when that setting is 0. ``model`` itself, and the training that follows (it seeds
+        its own generators), are unchanged."""
+        count = self.profile.eval.bn_batches
+        if count == 0:
+            return {}
+        start = time.perf_counter()
+        batches = self.scoring_batches(count)
+        copy = reestimate_batchnorm(copy_model(model), batches, self.device)
+        self.time("recalibrate", start)
+        return {"metrics_before_finetune_bn": self.test_metrics(copy)}
+
     def train_masked(
         self,
         model: SceneNet,
@@ -301,10 +316,12 @@ class RunContext:
         iteration; methods add their own."""
         apply_masks(model, masks)
         before = self.test_metrics(model)
+        recalibrated = self.before_finetune_recalibrated(model)
         history = self.train(model, self.tasks, schedule, stage, on_step)
         fold_masks(model)
         details = {
             "metrics_before_finetune": before,
+            **recalibrated,
             f"{stage}_selected_iteration": self.selected_iteration[stage],
             f"{stage}_iterations": schedule.iterations,
         }

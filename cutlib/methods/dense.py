@@ -72,6 +72,7 @@ METHOD = register(
         start="pretrained",
         summary="no pruning: the pre-trained model with the selected heads (the reference)",
         trains=False,
+        prunes=False,
         label="dense",
         colour="#000000",
         marker="H",

@@ -74,6 +74,8 @@ class Method:
             ``paper`` protocol (``pretrain`` or ``finetune``).
         iterative: trains in the profile's ``baselines.rounds`` rounds (IMP, LTH).
         trains: whether the method trains at all (``dense`` does not).
+        prunes: whether the method removes weights; one that does not (the dense reference, the
+            fine-tuned control) runs at sparsity 0 only.
         sparsity: what a run's sparsity counts: pruned ``weights`` of the deployed model, or the
             fraction of its ``flops`` removed (channel pruning, where no weight is zero).
         options: the dataclass of its ``--option NAME=VALUE`` choices (``None``: it has none).
@@ -93,6 +95,7 @@ class Method:
     paper_schedule: ReferenceSchedule = "finetune"
     iterative: bool = False
     trains: bool = True
+    prunes: bool = True
     sparsity: Literal["weights", "flops"] = "weights"
     options: type | None = None
     schedule: Callable[[Method, Profile, str], TrainConfig] | None = None

@@ -29,7 +29,7 @@ __all__ = [
     "run_settings",
 ]
 
-PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "study", "full", "paper")
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "quick", "study", "regime", "full", "paper")
 DEFAULT_PROFILE = "quick"
 
 #: Profile entries that say which runs to make, how to present them or how to execute them, not

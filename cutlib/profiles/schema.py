@@ -104,6 +104,9 @@ class EvalSettings:
 
     batch_size: int
     conventions: str = "standard"  #: ``standard`` or ``reference`` (the authors' metric code)
+    #: training batches on which a pruned model's BatchNorm statistics are re-estimated for its
+    #: second "before fine-tuning" evaluation (docs/method/metrics.md#before-fine-tuning); 0: none
+    bn_batches: int = 20
 
 
 @dataclass(frozen=True)

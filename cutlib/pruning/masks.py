@@ -215,6 +215,24 @@ def sparsity_report(model: SceneNet) -> dict[str, object]:
 
 
 @torch.no_grad()
+def kept_by_layer(model: SceneNet) -> dict[str, list[int]]:
+    """Per prunable weight of ``model`` (parameter name, in module order): ``[kept, weights]``,
+    the non-zero entries of its effective weight and its size. ``metrics.json`` records it, so
+    where a method spends its budget can be read from a run's record without its weights.
+
+    Example:
+        >>> from cutlib.tasks import TaskSpec
+        >>> net = SceneNet([TaskSpec("depth", "depth", 1)], "resnet18", 0.125, 8, (1,))
+        >>> kept_by_layer(net)["backbone.stem.0.weight"]  # 8 filters of 3 × 7 × 7, all non-zero
+        [1176, 1176]
+    """
+    return {
+        w.name: [int(torch.count_nonzero(w.weight)), w.weight.numel()]
+        for w in prunable_weights(model)
+    }
+
+
+@torch.no_grad()
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Total and non-zero parameters (all parameters: weights, biases and norm affines).
 
