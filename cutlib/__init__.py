@@ -73,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "plan_rules": "cutlib.pruning.per_task",
     # methods
     "METHODS": "cutlib.methods",
+    "CONTROL": "cutlib.methods",
     "Method": "cutlib.methods",
     "register": "cutlib.methods",
     "get_method": "cutlib.methods",
@@ -99,10 +100,12 @@ _EXPORTS: dict[str, str] = {
 _MODULES: tuple[str, ...] = (
     "ablation_figures",
     "ablations",
+    "allocation",
     "checkpoint",
     "claims",
     "comparison",
     "comparison_figures",
+    "convergence",
     "curves",
     "palette",
     "data",
@@ -113,6 +116,7 @@ _MODULES: tuple[str, ...] = (
     "experiments",
     "export",
     "factorial",
+    "findings",
     "grid",
     "io",
     "knobs",

@@ -17,7 +17,11 @@ A run's ``metrics.json`` carries ``layers``: parameter name → ``[kept, weights
 
 from __future__ import annotations
 
+import argparse
+import json
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,6 +31,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from cutlib.data import dataset_tasks, load_dataset
+from cutlib.methods.cut import NAME as CUT
+from cutlib.methods.magnitude import METHOD as MAGNITUDE_METHOD
 from cutlib.models import SceneNet
 from cutlib.palette import method_label, method_style
 from cutlib.profiles import load_profile
@@ -35,6 +41,8 @@ from cutlib.pruning.masks import BACKBONE, copy_model, owned_by, prunable_weight
 from cutlib.pruning.per_task import CutMasker, plan_cut
 from cutlib.pruning.thresholds import Ranking
 from cutlib.significance import mean_ci
+
+MAGNITUDE = MAGNITUDE_METHOD.name
 
 #: The layer groups in depth order; the heads of every selected task form one group.
 GROUPS: tuple[str, ...] = ("stem", "stage 1", "stage 2", "stage 3", "stage 4", "heads")
@@ -167,8 +175,8 @@ def scoring_allocation(
                 "group": layer_group(name),
                 "fan_in": weight[0].numel(),
                 "weights": weight.numel(),
-                "cut": float(plan.masks[name].float().mean()),
-                "magnitude": float(magnitude[name].float().mean()),
+                CUT: float(plan.masks[name].float().mean()),
+                MAGNITUDE: float(magnitude[name].float().mean()),
             }
             for name, weight in weights.items()
         ]
@@ -184,13 +192,13 @@ def allocation_by_group(layers: pd.DataFrame) -> pd.DataFrame:
         total = block["weights"].sum()
         row = {"group": group, "weights": int(total), "share": total / layers["weights"].sum()}
         row["fan-in"] = f"{block['fan_in'].min()}–{block['fan_in'].max()}"
-        for method in ("cut", "magnitude"):
+        for method in (CUT, MAGNITUDE):
             row[method] = float((block[method] * block["weights"]).sum() / total)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def fan_in_slope(layers: pd.DataFrame, method: str = "cut") -> float:
+def fan_in_slope(layers: pd.DataFrame, method: str = CUT) -> float:
     """The slope of log(kept fraction) against log(fan-in) over the backbone convs of
     :func:`scoring_allocation`'s table (a fully emptied layer counts at 1e-4): −1 would mean a
     layer's kept fraction falls like 1/fan-in.
@@ -232,3 +240,44 @@ def untrained_allocation(
     return scoring_allocation(
         model, scoring_batches(data, batch_size, batches, seed), tasks, sparsity
     )
+
+
+#: The networks :func:`main` checks: name → (profile, dataset, tasks, batches, batch size).
+CHECKS: dict[str, tuple[str, str, tuple[str, ...], int, int]] = {
+    "paper": ("paper", "synth-nyuv2", ("seg", "depth"), 4, 2),
+    "regime": ("regime", "synth-nyuv2", ("seg", "depth"), 50, 12),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cutlib.allocation OUT``: CUT's and magnitude's allocation at 90 % on the
+    networks of :data:`CHECKS` as initialised, one ``<name>.csv`` each (:func:`scoring_allocation`)
+    and ``settings.json`` (what was scored, and how long it took) in the folder OUT."""
+    parser = argparse.ArgumentParser(prog="python -m cutlib.allocation", description=main.__doc__)
+    parser.add_argument("out", type=Path, help="the folder to write")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {}
+    for name, (profile, dataset, tasks, batches, batch_size) in CHECKS.items():
+        start = time.perf_counter()
+        layers = untrained_allocation(
+            profile, dataset, tasks, 0.9, batches=batches, batch_size=batch_size
+        )
+        layers.to_csv(args.out / f"{name}.csv", index=False, float_format="%.6g")
+        settings[name] = {
+            "profile": profile,
+            "dataset": dataset,
+            "tasks": list(tasks),
+            "sparsity": 0.9,
+            "batches": batches,
+            "batch_size": batch_size,
+            "seconds": round(time.perf_counter() - start, 1),
+            "threads": torch.get_num_threads(),
+        }
+        print(f"{name}: {len(layers)} layers in {settings[name]['seconds']} s")
+    (args.out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

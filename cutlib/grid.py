@@ -54,6 +54,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from cutlib.convergence import convergence_table
 from cutlib.data import dataset_info
 from cutlib.experiments import (
     RunConfig,
@@ -621,6 +622,22 @@ def collect_before(cells: Sequence[GridCell]) -> pd.DataFrame:
                 value = delta_mtl(details[key], dense, directions)
                 rows.append(base | {"statistics": statistics, "value": value})
     return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "statistics", "value"])
+
+
+def convergence_by_seed(cells: Sequence[GridCell]) -> pd.DataFrame:
+    """The convergence check (:func:`cutlib.convergence.convergence`) of the pre-training of
+    every dataset and seed of ``cells``, from its recorded validation curve: a ``dataset``
+    column, then :func:`cutlib.convergence.convergence_table`'s."""
+    histories: dict[str, dict[int, list[dict[str, float]]]] = {}
+    for config in dict.fromkeys(_pretraining_of(c.config) for c in cells):
+        history = read_json(run_file(config, "history.json"))
+        histories.setdefault(config.dataset, {})[config.seed] = history
+    tables = [
+        convergence_table(by_seed).assign(dataset=dataset)
+        for dataset, by_seed in histories.items()
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    return table[["dataset", *[c for c in table.columns if c != "dataset"]]]
 
 
 #: The two "before fine-tuning" evaluations a run records, by the BatchNorm statistics used.

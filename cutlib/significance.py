@@ -186,6 +186,6 @@ def verdict_from_p(difference: float, p: float, level: float = LEVEL) -> Verdict
         >>> verdict_from_p(1.2, 0.01), verdict_from_p(-1.2, 0.01), verdict_from_p(1.2, 0.2)
         ('holds', 'does not hold', 'undecided')
     """
-    if p < 1 - level:
+    if p < round(1 - level, 12):  # 1 − 0.95 is 0.05000000000000004 in floating point
         return "holds" if difference > 0 else "does not hold"
     return "undecided"

@@ -32,20 +32,22 @@ BLOCKS = [
 ]
 
 
-def test_cells_dedupe_protocol_free_methods_and_include_dense_references() -> None:
+def test_cells_dedupe_protocol_free_methods_and_include_the_references() -> None:
     cells = grid_cells("smoke", blocks=BLOCKS, seeds=[0])
     shown = [(c.config.method, c.protocol, c.config.protocol) for c in cells]
     assert shown == [
         ("dense", "fair", "fair"),
+        ("control", "fair", "fair"),
         ("dense", "paper", "fair"),
+        ("control", "paper", "fair"),  # the control trains alike too
         ("cut", "fair", "fair"),
         ("cut", "paper", "fair"),  # CUT trains the same under both: one run, reported twice
         ("magnitude", "fair", "fair"),
     ]
-    assert len({c.config for c in cells}) == 3
+    assert len({c.config for c in cells}) == 4
     configs = pending_runs(cells)
     assert configs[0].tasks == ("seg", "sn", "depth")  # the pre-training comes first
-    assert len(configs) == 4
+    assert len(configs) == 5
 
 
 def test_options_give_the_product_of_their_values_and_defaults_are_the_plain_run() -> None:
@@ -112,7 +114,7 @@ def test_grid_resumes_and_parallel_equals_serial(
     cells = grid_cells("smoke", blocks=BLOCKS, seeds=[0])
     monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path / "serial"))
     made = run_grid(cells, jobs=1, threads=1, progress=False)
-    assert len(made) == 4 and not pending_runs(cells)
+    assert len(made) == 5 and not pending_runs(cells)
     serial = collect(cells)
 
     executed: list[str] = []
@@ -173,3 +175,33 @@ def test_each_pool_worker_takes_its_own_device(monkeypatch: pytest.MonkeyPatch) 
         futures = [pool.submit(_device_after_a_pause) for _ in range(2)]
         assert sorted(f.result() for f in futures) == ["cuda:0", "cuda:1"]
     assert cutlib.grid._WORKER_DEVICE is None  # the parent keeps the device it was given
+
+
+def test_records_are_never_replaced_and_reruns_fill_in_per_layer_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record once exported stays as it is when its run is remade (here: edited in the run
+    store, as a re-run on another CPU would change it); ``rerun`` remakes recorded runs, and a
+    record without per-layer counts gets the re-run's beside it."""
+    from cutlib.grid import LAYERS_FILE, export_records, record_layers, records_dir, run_layers
+    from cutlib.io import read_json, write_json
+
+    monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path))
+    cells = grid_cells("smoke", blocks=BLOCKS, seeds=[0])
+    run_grid(cells, jobs=1, threads=1, progress=False)
+    assert export_records(cells) == 5
+    magnitude = next(c.config for c in cells if c.config.method == "magnitude")
+    record = records_dir() / experiments.run_id(magnitude) / "metrics.json"
+    recorded = read_json(record)
+    write_json(record, {k: v for k, v in recorded.items() if k != "layers"})  # an old record
+    stored = experiments.run_directory(magnitude) / "metrics.json"
+    write_json(stored, recorded | {"delta_mtl": 123.0})
+    assert export_records(cells) == 0 and read_json(record)["delta_mtl"] == recorded["delta_mtl"]
+
+    assert record_layers(c.config for c in cells) == 1
+    beside = read_json(record.parent / LAYERS_FILE)
+    assert beside["layers"] == recorded["layers"] and beside["rerun_delta_mtl"] == 123.0
+    assert beside["record_delta_mtl"] == recorded["delta_mtl"]
+    stored.unlink()
+    assert run_layers(magnitude) == recorded["layers"]  # read from beside the record
+    assert not pending_runs(cells) and pending_runs(cells, store_only=True) == [magnitude]

@@ -73,3 +73,57 @@ def test_a_true_difference_of_the_detectable_size_is_found_about_80_percent_of_t
     assert 0.74 <= np.mean(found) <= 0.84
     smaller = [verdict_of(mean_ci(d)) == "holds" for d in (differences - delta / 2).tolist()]
     assert np.mean(smaller) < 0.5  # half the detectable difference is usually missed
+
+
+def test_p_value_by_hand_and_agrees_with_the_interval() -> None:
+    from scipy import stats
+
+    from cutlib.significance import p_value
+
+    # differences 1..5: t = 3 / (√2.5 / √5) = 4.2426, 4 degrees of freedom
+    assert p_value(mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])) == pytest.approx(
+        2 * stats.t.sf(3 / math.sqrt(0.5), 4)
+    )
+    assert p_value(mean_ci([0.0, 0.0])) == 1.0 and p_value(mean_ci([1.0, 1.0])) == 0.0
+    assert math.isnan(p_value(mean_ci([1.0])))
+    rng = np.random.default_rng(3)
+    for _ in range(200):  # p < 0.05 exactly when the 95 % interval excludes 0
+        estimate = mean_ci(list(rng.normal(0.3, 1.0, 5)))
+        assert (p_value(estimate) < 0.05) == (verdict_of(estimate) != "undecided")
+
+
+def test_holm_by_hand() -> None:
+    from cutlib.significance import holm
+
+    # sorted 0.005 < 0.01 < 0.03 < 0.04 with m = 4: 0.02, 0.03, 0.06, max(0.06, 0.04)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # NaN entries are not tests: m = 2 here
+    adjusted = holm([0.02, math.nan, 0.04])
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1])
+    assert adjusted[2] == pytest.approx(0.04)
+    assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm([]) == []
+
+
+def test_holm_is_not_bonferroni_and_controls_the_family() -> None:
+    """A planted alternative (Bonferroni: every p times m) rejects less; under the global null,
+    Holm's rejections of any hypothesis stay at about 5 % of families, the uncorrected ones do
+    not."""
+    from cutlib.significance import holm
+
+    p = [0.01, 0.02, 0.03]
+    assert [q < 0.05 for q in holm(p)] == [True, True, True]  # 0.03, 0.04, 0.03 → 0.04
+    assert [min(1, 3 * q) < 0.05 for q in p] == [True, False, False]
+    rng = np.random.default_rng(0)
+    families = rng.uniform(size=(4000, 10))
+    any_holm = np.mean([min(holm(list(row))) < 0.05 for row in families])
+    any_raw = np.mean((families < 0.05).any(axis=1))
+    assert any_holm < 0.065 and any_raw > 0.35
+
+
+def test_verdict_from_p() -> None:
+    from cutlib.significance import verdict_from_p
+
+    assert verdict_from_p(0.5, 0.049) == "holds"
+    assert verdict_from_p(-0.5, 0.049) == "does not hold"
+    assert verdict_from_p(0.5, 0.05) == "undecided"

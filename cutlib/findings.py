@@ -1,0 +1,330 @@
+"""What a study finds, written from its tables: the control, the mechanism tests and the answer to
+"does CUT work, and when?" (notebook 07; docs/results.md#does-cut-work-and-when).
+
+Every number in these sentences comes from the runs: the functions take the grid's tidy table
+(:func:`cutlib.grid.collect`), the checked claims (:func:`cutlib.claims.check_claims`) and the
+allocation table (:func:`cutlib.allocation.allocation_table`) and return tables or Markdown. A
+verdict is the paired interval's (uncorrected) or Holm's over the claims table, as named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cutlib.comparison import DELTA, paired_differences
+from cutlib.methods import CONTROL, get_method
+from cutlib.methods.allocation_swap import SWAP_MAGNITUDE, SWAP_TAYLOR
+from cutlib.methods.cut import NAME as CUT
+from cutlib.methods.disparse_pt import NAME as DISPARSE_PT
+from cutlib.methods.magnitude import METHOD as MAGNITUDE_METHOD
+from cutlib.profiles import Profile
+from cutlib.significance import mean_ci, verdict_of
+
+MAGNITUDE = MAGNITUDE_METHOD.name
+#: The methods the allocation swap is read against magnitude pruning with.
+SWAP_METHODS = (CUT, SWAP_TAYLOR.name, SWAP_MAGNITUDE.name)
+
+
+def _interval(mean: float, low: float, high: float) -> str:
+    """``+1.23 [+0.50, +1.96]``, or the mean alone without an interval."""
+    if np.isnan(low):
+        return f"{mean:+.2f}"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def _delta_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[(runs["task"] == DELTA[0]) & (runs["metric"] == DELTA[1])]
+
+
+def control_summary(runs: pd.DataFrame, protocol: str = "fair") -> pd.DataFrame:
+    """The control's Δ_MTL per dataset and task selection (``protocol``'s cells): seeds, mean,
+    95 % interval, and where it lies against the dense model: ``above``, ``below`` or ``within``
+    (the interval contains 0: fine-tuning alone earned nothing measurable)."""
+    chosen = _delta_rows(runs)
+    chosen = chosen[(chosen["method"] == CONTROL) & (chosen["protocol"] == protocol)]
+    rows = []
+    for (dataset, tasks), block in chosen.groupby(["dataset", "tasks"], sort=False):
+        estimate = mean_ci(list(block["value"]))
+        place = {"holds": "above", "does not hold": "below", "undecided": "within"}
+        where = place[verdict_of(estimate)] if estimate.n > 1 else "single seed"
+        rows.append(
+            {
+                "dataset": dataset,
+                "tasks": tasks,
+                "seeds": estimate.n,
+                "control Δ_MTL": estimate.mean,
+            }
+            | {"low": estimate.low, "high": estimate.high, "against dense": where}
+        )
+    columns = ["dataset", "tasks", "seeds", "control Δ_MTL", "low", "high", "against dense"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def control_sentence(summary: pd.DataFrame) -> str:
+    """The control in one sentence per selection (:func:`control_summary`)."""
+    parts = []
+    for row in summary.to_dict("records"):
+        shown = _interval(row["control Δ_MTL"], row["low"], row["high"])
+        parts.append(f"{row['dataset']} {row['tasks']}: {shown} ({row['against dense']})")
+    return (
+        "The control (the dense model fine-tuned like the pruned ones, nothing pruned), Δ_MTL "
+        "against the dense model with its 95 % interval: " + "; ".join(parts) + "."
+    )
+
+
+def convergence_sentence(table: pd.DataFrame) -> str:
+    """How many pre-trainings passed the convergence check, and the range of their gains
+    (:func:`cutlib.convergence.convergence_table` with a ``dataset`` column)."""
+    passed = int(table["converged"].sum())
+    low, high = 100 * table["gain"].min(), 100 * table["gain"].max()
+    return (
+        f"{passed} of {len(table)} pre-trainings pass the convergence check (the last quarter "
+        f"of the steps lowered the best validation loss by {low:.1f}–{high:.1f} %; the check "
+        "needs less than 1 %)."
+    )
+
+
+def swap_table(runs: pd.DataFrame, dataset: str, tasks: str) -> pd.DataFrame:
+    """CUT and the two allocation swaps against magnitude pruning, paired by seed, at every
+    sparsity where the swaps ran: ``method``, ``sparsity``, ``seeds``, ``difference``, ``low``,
+    ``high`` and the (uncorrected) ``verdict`` on "beats magnitude"."""
+    differences = paired_differences(runs, dataset, tasks, "fair", MAGNITUDE)
+    chosen = differences[differences["method"].isin(SWAP_METHODS)]
+    swapped = set(chosen.loc[chosen["method"] != CUT, "sparsity"])
+    chosen = chosen[chosen["sparsity"].isin(swapped)].copy()
+    chosen["verdict"] = [
+        "single seed"
+        if np.isnan(low)
+        else ("holds" if low > 0 else "does not hold" if high < 0 else "undecided")
+        for low, high in zip(chosen["low"], chosen["high"], strict=True)
+    ]
+    return chosen.sort_values(["sparsity", "method"], kind="stable").reset_index(drop=True)
+
+
+def swap_sentence(table: pd.DataFrame, sparsity: float) -> str:
+    """The allocation-swap verdict at ``sparsity`` (hypothesis 3 of the regime study): where CUT
+    loses to magnitude, does Taylor at magnitude's allocation recover, and does magnitude at
+    CUT's allocation lose?"""
+    rows = {
+        r["method"]: r for r in table[np.isclose(table["sparsity"], sparsity)].to_dict("records")
+    }
+    if set(SWAP_METHODS) - set(rows):
+        return f"At {sparsity:.0%} the swap did not run on every method."
+    shown = {m: _interval(rows[m]["difference"], rows[m]["low"], rows[m]["high"]) for m in rows}
+    cut_loses = rows[CUT]["verdict"] == "does not hold"
+    taylor_recovers = rows[SWAP_TAYLOR.name]["verdict"] != "does not hold"
+    magnitude_loses = rows[SWAP_MAGNITUDE.name]["verdict"] == "does not hold"
+    if not cut_loses:
+        verdict = "CUT does not lose to magnitude here, so the swap has nothing to explain"
+    elif taylor_recovers and magnitude_loses:
+        verdict = "the allocation explains CUT's loss (hypothesis holds)"
+    else:
+        verdict = "the allocation does not explain CUT's loss on its own (hypothesis fails)"
+    return (
+        f"At {sparsity:.0%}, against magnitude pruning: CUT {shown[CUT]}, Taylor at magnitude's "
+        f"layer densities {shown[SWAP_TAYLOR.name]}, magnitude at CUT's layer densities "
+        f"{shown[SWAP_MAGNITUDE.name]}: {verdict}."
+    )
+
+
+def stage_sentence(allocation: pd.DataFrame, sparsity: float, stage: str = "stage 4") -> str:
+    """CUT's and magnitude's kept fraction of ``stage`` (hypothesis 2: CUT keeps much less of the
+    widest stage), from :func:`cutlib.allocation.allocation_table` at ``sparsity``."""
+    table = allocation.set_index("method")
+    if {CUT, MAGNITUDE} - set(table.index) or stage not in table:
+        return f"At {sparsity:.0%} CUT's or magnitude's per-layer counts are not recorded."
+    cut, magnitude = table.loc[CUT, stage], table.loc[MAGNITUDE, stage]
+    ratio = cut / magnitude if magnitude > 0 else float("nan")
+    return (
+        f"At {sparsity:.0%} CUT keeps {cut:.2%} of {stage}'s weights and magnitude pruning "
+        f"{magnitude:.2%} ({ratio:.2f} times as much; uniform would be {1 - sparsity:.0%})."
+    )
+
+
+def twin_sentence(runs: pd.DataFrame, dataset: str) -> str:
+    """How far DiSparse on the pre-trained model is from magnitude pruning on ``dataset``, paired
+    by seed over every shared setting: on the presets that score by |w| it is the same method up
+    to per-task thresholds and the union, and its claim repeats the magnitude claim."""
+    chosen = _delta_rows(runs)
+    chosen = chosen[(chosen["dataset"] == dataset) & (chosen["options"].fillna("") == "")]
+    keys = ["tasks", "protocol", "sparsity", "seed"]
+    pt = chosen[chosen["method"] == DISPARSE_PT].set_index(keys)["value"]
+    mag = chosen[chosen["method"] == MAGNITUDE].set_index(keys)["value"]
+    shared = pt.index.intersection(mag.index)
+    if shared.empty:
+        return ""
+    gap = (pt[shared] - mag[shared]).abs()
+    return (
+        f"On {dataset}, DiSparse on the pre-trained model and magnitude pruning differ by "
+        f"{gap.mean():.2f} points of Δ_MTL on average and {gap.max():.2f} at most, over "
+        f"{len(shared)} paired runs."
+    )
+
+
+def verdicts_by_setting(checked: pd.DataFrame, against: str, column: str = "verdict_holm") -> str:
+    """Where one comparison of the claims table holds, fails and stays undecided, by dataset,
+    selection and sparsity (``fair`` budget), e.g. ``holds: …; does not hold: …``."""
+    chosen = checked[(checked["against"] == against) & (checked["protocol"] == "fair")]
+    if chosen.empty:
+        return f"{against}: not run"
+    groups = []
+    for verdict, block in chosen.groupby(column, sort=False):
+        where = [
+            f"{r['dataset']} {r['tasks']} {r['sparsity']:.0%}" for r in block.to_dict("records")
+        ]
+        groups.append(f"{verdict} at {', '.join(where)}")
+    return f"{against}: " + "; ".join(groups)
+
+
+def answer_lines(
+    checked: pd.DataFrame,
+    runs: pd.DataFrame,
+    comparisons: Sequence[str] = (f"{CUT} vs {MAGNITUDE}", f"{CUT} vs {DISPARSE_PT}"),
+) -> list[str]:
+    """The claims of CUT against the pre-trained pruners, setting by setting after Holm's
+    correction, with DiSparse's resemblance to magnitude pruning on each dataset."""
+    lines = [f"- {verdicts_by_setting(checked, against)}" for against in comparisons]
+    for dataset in dict.fromkeys(runs["dataset"]):
+        sentence = twin_sentence(runs, dataset)
+        if sentence:
+            lines.append(f"- {sentence}")
+    return lines
+
+
+def scoring_table(runs: pd.DataFrame, default: int) -> pd.DataFrame:
+    """CUT with other ``scoring_batches`` than the profile's ``default``, against CUT with the
+    default, paired by seed, per dataset, selection and sparsity: ``batches``, ``seeds``,
+    ``Δ_MTL`` (mean) and the paired ``difference`` with its interval (empty without such runs)."""
+    chosen = _delta_rows(runs)
+    chosen = chosen[(chosen["method"] == CUT) & (chosen["protocol"] == "fair")]
+    options = chosen["options"].fillna("")
+    varied = chosen[options.str.fullmatch(r"scoring_batches=\d+")]
+    rows = []
+    keys = ["dataset", "tasks", "sparsity"]
+    for key, block in varied.groupby(keys, sort=True):
+        base = chosen[(options == "") & (chosen[keys] == pd.Series(key, index=keys)).all(axis=1)]
+        reference = dict(zip(base["seed"].astype(int), base["value"], strict=True))
+        rows.append(_scoring_row(dict(zip(keys, key, strict=True)), default, reference, reference))
+        for label, cell in block.groupby("options", sort=False):
+            values = dict(zip(cell["seed"].astype(int), cell["value"], strict=True))
+            batches = int(label.split("=")[1])
+            rows.append(_scoring_row(dict(zip(keys, key, strict=True)), batches, values, reference))
+    columns = [*keys, "batches", "seeds", "Δ_MTL", "difference", "low", "high"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values([*keys, "batches"], kind="stable").reset_index(drop=True)
+
+
+def _scoring_row(
+    where: dict[str, object], batches: int, values: dict[int, float], reference: dict[int, float]
+) -> dict[str, object]:
+    seeds = sorted(set(values) & set(reference))
+    mean = mean_ci([values[s] for s in values]).mean
+    paired = mean_ci([values[s] - reference[s] for s in seeds])
+    return (
+        where
+        | {"batches": batches, "seeds": len(seeds), "Δ_MTL": mean}
+        | {
+            "difference": paired.mean,
+            "low": paired.low,
+            "high": paired.high,
+        }
+    )
+
+
+def before_table(before: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Δ_MTL before fine-tuning (:func:`cutlib.grid.collect_before`) with stale and re-estimated
+    BatchNorm statistics, ``mean ± half-width`` over seeds, per method (no ablation variant),
+    dataset, selection and sparsity under ``fair``, and the fine-tuned Δ_MTL beside them; only
+    the methods that keep the pre-trained weights (the others are "before" a training from
+    scratch)."""
+    chosen = before[(before["protocol"] == "fair") & (before["options"].fillna("") == "")]
+    kept = [m for m in set(chosen["method"]) if get_method(m).keeps_pretrained_weights]
+    chosen = chosen[chosen["method"].isin(kept)]
+    after = _delta_rows(runs)
+    after = after[after["options"].fillna("") == ""]
+    rows = []
+    keys = ["dataset", "tasks", "method", "sparsity"]
+    for key, block in chosen.groupby(keys, sort=True):
+        row = dict(zip(keys, key, strict=True))
+        for statistics, cell in block.groupby("statistics", sort=False):
+            row[f"before ({statistics})"] = _spread(cell["value"])
+        mask = (after[keys] == pd.Series(key, index=keys)).all(axis=1)
+        row["after fine-tuning"] = _spread(after.loc[mask & (after["protocol"] == "fair"), "value"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _spread(values: pd.Series) -> str:
+    estimate = mean_ci(list(values)) if len(values) else None
+    if estimate is None:
+        return "—"
+    if estimate.n < 2:
+        return f"{estimate.mean:+.2f}"
+    return f"{estimate.mean:+.2f} ± {estimate.half_width:.2f}"
+
+
+def paper_network_sentence(by_group: pd.DataFrame, slope: float) -> str:
+    """The paper-network scoring check in words (:func:`cutlib.allocation.allocation_by_group`
+    and :func:`cutlib.allocation.fan_in_slope` of its layers)."""
+    table = by_group.set_index("group")
+    widest = table[CUT].idxmin()
+    return (
+        f"On the paper's network as initialised, CUT's one threshold per task keeps "
+        f"{table.loc['stem', CUT]:.1%} of the stem and {table.loc['stage 4', CUT]:.2%} of "
+        f"stage 4 ({table.loc['stage 4', 'share']:.0%} of the compact model's weights); its "
+        f"emptiest group is {widest} ({table.loc[widest, CUT]:.2%}). Across the backbone "
+        f"convs, log(kept fraction) falls with log(fan-in) at a slope of {slope:.2f} "
+        "(−1 would be exactly 1/fan-in)."
+    )
+
+
+def against_control_sentence(runs: pd.DataFrame, method: str = CUT) -> str:
+    """Where ``method`` lies against the control (paired by seed, uncorrected intervals), by
+    dataset, selection and sparsity under ``fair``: below, within or above."""
+    groups: dict[str, list[str]] = {}
+    for dataset, tasks in runs[["dataset", "tasks"]].drop_duplicates().itertuples(index=False):
+        differences = paired_differences(runs, dataset, tasks, "fair", CONTROL)
+        for row in differences[differences["method"] == method].to_dict("records"):
+            if np.isnan(row["low"]):
+                place = "single seed"
+            else:
+                place = "above" if row["low"] > 0 else "below" if row["high"] < 0 else "within"
+            where = f"{dataset} {tasks} {row['sparsity']:.0%} ({row['difference']:+.2f})"
+            groups.setdefault(place, []).append(where)
+    if not groups:
+        return f"{method} has no control to be compared with in this grid."
+    parts = [f"{place} the control at {', '.join(where)}" for place, where in groups.items()]
+    return f"{method} − control, Δ_MTL points paired by seed: " + "; ".join(parts) + "."
+
+
+def answer_markdown(
+    settings: Profile,
+    checked: pd.DataFrame,
+    runs: pd.DataFrame,
+    *,
+    control: pd.DataFrame,
+    convergence: pd.DataFrame,
+    allocation: Mapping[tuple[str, str], tuple[float, pd.DataFrame]],
+    swaps: Mapping[tuple[str, str], pd.DataFrame],
+) -> str:
+    """The answer of one profile's grid to "does CUT work, and when?", every number from the
+    tables: the pre-training and the control, CUT's claims against the pre-trained pruners after
+    Holm's correction, CUT against the control, where the budget goes and the allocation swap."""
+    lines = [f"**`{settings.name}`**: {settings.description}.", ""]
+    training = [convergence_sentence(convergence)] if len(convergence) else []
+    training += [control_sentence(control)] if len(control) else []
+    lines.append("- **The dense model and the control.** " + " ".join(training))
+    lines.append("- **CUT against the pre-trained pruners** (Δ_MTL paired by seed, `fair` budget,")
+    lines[-1] += " verdicts after Holm's correction over the claims table):"
+    lines += ["  " + line for line in answer_lines(checked, runs)]
+    lines.append(f"- **CUT against the control.** {against_control_sentence(runs)}")
+    for (dataset, tasks), (sparsity, table) in allocation.items():
+        lines.append(f"- **Where the budget goes** ({dataset}, {tasks}). ")
+        lines[-1] += stage_sentence(table, sparsity)
+    for (dataset, tasks), table in swaps.items():
+        sentences = [swap_sentence(table, s) for s in sorted(set(table["sparsity"]))]
+        lines.append(f"- **The allocation swap** ({dataset}, {tasks}). " + " ".join(sentences))
+    return "\n".join(lines) + "\n"
