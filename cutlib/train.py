@@ -60,6 +60,20 @@ class TrainConfig:
     eval_every: int = 100
     align: Align = "upsample"
 
+    def learning_rate_area(self) -> float:
+        """Σ over the steps of the learning rate each step uses, lr · γ^⌊i / lr_step⌋ for step
+        i = 0 … iterations − 1 (StepLR stepped after every optimiser step): how far, in rate ×
+        steps, a schedule can move the weights. The ``regime`` profile's fine-tuning has about 1 %
+        of its pre-training's, as the reference code's has.
+
+        Example:
+            >>> TrainConfig(4, 8, 1.0, lr_step=2, lr_gamma=0.5).learning_rate_area()  # 1+1+.5+.5
+            3.0
+        """
+        phases, rest = divmod(self.iterations, self.lr_step)
+        full = sum(self.lr * self.lr_gamma**k * self.lr_step for k in range(phases))
+        return full + self.lr * self.lr_gamma**phases * rest
+
     def evaluation_iterations(self) -> set[int]:
         """The iterations after which :func:`train` evaluates on the validation split (and may
         keep the model as its checkpoint): every ``eval_every`` iterations, and the last one.
