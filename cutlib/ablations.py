@@ -169,7 +169,8 @@ def ablation_cells(
 
 def ablation_row(variant: Variant, record: Mapping[str, Any], same_as: str) -> dict[str, Any]:
     """One row of the ablation table from the variant's ``metrics.json``: achieved sparsity, κ,
-    Δ_MTL before and after fine-tuning, and each task's main metric."""
+    Δ_MTL before fine-tuning (BatchNorm statistics re-estimated where the run did it, and with
+    the dense model's stale ones) and after it, and each task's main metric."""
     details = record["details"]
     reference = record["reference"]["dense"]
     specs = select_tasks(dataset_info(record["dataset"]).tasks, record["tasks"])
@@ -182,6 +183,11 @@ def ablation_row(variant: Variant, record: Mapping[str, Any], same_as: str) -> d
         "sparsity": record["sparsity"]["achieved"],
         "κ": details["keep_ratio"],
         "Δ_MTL before fine-tuning % ↑": delta_mtl(
+            details.get("metrics_before_finetune_bn", details["metrics_before_finetune"]),
+            reference,
+            directions,
+        ),
+        "… with stale BN % ↑": delta_mtl(
             details["metrics_before_finetune"], reference, directions
         ),
         "Δ_MTL % ↑": record["delta_mtl"],

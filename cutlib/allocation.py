@@ -246,6 +246,7 @@ def untrained_allocation(
 CHECKS: dict[str, tuple[str, str, tuple[str, ...], int, int]] = {
     "paper": ("paper", "synth-nyuv2", ("seg", "depth"), 4, 2),
     "regime": ("regime", "synth-nyuv2", ("seg", "depth"), 50, 12),
+    "study": ("study", "synth-nyuv2", ("seg", "depth"), 20, 12),
 }
 
 

@@ -633,11 +633,13 @@ def edge_table(
 
 
 def edge_summary_columns(runtimes: Sequence[Runtime]) -> list[str]:
-    """The columns of :func:`edge_table` notebook 08 shows: Δ_MTL, parameters, FLOPs, file sizes,
+    """The columns of :func:`edge_table` notebook 08 shows: Δ_MTL (against the dense model, and
+    against the control where the notebook adds it), parameters, FLOPs, file sizes,
     and per runtime the latency and speed-up at batch 1 on 1 thread, then PyTorch on 2 threads."""
     return [
         "variant",
         "Δ_MTL % ↑",
+        "Δ_MTL − control",
         "params total",
         "params nonzero",
         "GFLOP (2/MAC)",

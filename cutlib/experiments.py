@@ -318,11 +318,16 @@ def compact_before_finetuning(
     fusion: str = "vote",
     seed: int = 0,
     device: str | torch.device = "auto",
+    reestimate_batchnorm: bool = True,
 ) -> tuple[float, dict[str, dict[str, float]]]:
     """CUT's compact model of ``tasks`` at ``sparsity`` with ``fusion`` *before* fine-tuning:
     the κ it needed and its test metrics, by the very steps a ``cut`` run takes
     (:func:`cutlib.methods.cut.plan_compact`), without training (a few seconds on the quick
-    profile). The pre-trained model is trained first if it is not in the run store."""
+    profile). With ``reestimate_batchnorm`` (the default) the metrics are those of the compact
+    model with its BatchNorm statistics re-estimated on the profile's ``eval.bn_batches``
+    training batches, as a run records them (``metrics_before_finetune_bn``); without it, or
+    with ``eval.bn_batches`` 0, with the dense model's statistics. The pre-trained model is
+    trained first if it is not in the run store."""
     config = RunConfig(
         dataset, CUT, tuple(tasks), sparsity, profile, seed, options=(("fusion", fusion),)
     )
@@ -330,7 +335,9 @@ def compact_before_finetuning(
     ctx = RunContext(resolve(config.validated()), resolve_device(device), False, pretrained)
     model, plan = plan_compact(ctx)
     apply_masks(model, plan.masks)
-    return plan.keep_ratio, ctx.test_metrics(model)
+    recalibrated = ctx.before_finetune_recalibrated(model) if reestimate_batchnorm else {}
+    metrics = recalibrated.get("metrics_before_finetune_bn") or ctx.test_metrics(model)
+    return plan.keep_ratio, metrics
 
 
 @dataclass(frozen=True)

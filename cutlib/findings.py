@@ -328,3 +328,17 @@ def answer_markdown(
         sentences = [swap_sentence(table, s) for s in sorted(set(table["sparsity"]))]
         lines.append(f"- **The allocation swap** ({dataset}, {tasks}). " + " ".join(sentences))
     return "\n".join(lines) + "\n"
+
+
+def init_against_trained(untrained: pd.DataFrame, trained: pd.DataFrame) -> pd.DataFrame:
+    """CUT's kept fraction by group on a network as initialised
+    (:func:`cutlib.allocation.allocation_by_group` of :func:`cutlib.allocation.
+    untrained_allocation`) beside the same profile's trained runs at the same sparsity (a row of
+    :func:`cutlib.allocation.allocation_table`): does the untrained pattern predict the trained
+    one?"""
+    row = trained.set_index("method").loc[CUT]
+    table = untrained.set_index("group")[["share", CUT]].rename(
+        columns={CUT: "CUT, as initialised"}
+    )
+    table["CUT, pre-trained (mean over seeds)"] = [row.get(g, np.nan) for g in table.index]
+    return table.reset_index()

@@ -13,12 +13,13 @@ from cutlib.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-#: Executed copy → the notebook it was executed from: every notebook on ``quick``, and the
-#: study's notebook 07.
+#: Executed copy → the notebook it was executed from: every notebook on ``quick``, and notebook
+#: 07 of each multi-seed study.
 COPIES = {ROOT / "results" / "executed" / n.name: n for n in NOTEBOOKS} | {
-    ROOT / "results" / "study" / "executed" / "07_results.ipynb": ROOT
+    ROOT / "results" / study / "executed" / "07_results.ipynb": ROOT
     / "notebooks"
     / "07_results.ipynb"
+    for study in ("study", "regime")
 }
 BUDGET_BYTES = 15 * 2**20
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:home|Users|tmp|root|private|var/folders)/")

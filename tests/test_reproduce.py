@@ -74,6 +74,12 @@ def test_smoke_reproduce_runs_every_notebook(
         "claims.md",
         "07_dense_synth-nyuv2.md",
         "07_watershed.md",
+        "07_convergence.md",
+        "07_control.md",
+        "07_before_finetuning.md",
+        "07_scoring_batches.md",
+        "07_answer.md",
+        "07_reading.md",
         "08_edge.md",
         "08_export.md",
         "08_checks.md",
@@ -82,7 +88,11 @@ def test_smoke_reproduce_runs_every_notebook(
         assert name in tables, name
     for prefix in ("07_main_", "07_delta_mtl_", "07_selections_", "07_claims", "09_ablations"):
         assert any(t.startswith(prefix) and t.endswith(".md") for t in tables), prefix
+    for prefix in ("07_vs_control_", "07_allocation_", "07_swap_"):
+        assert any(t.startswith(prefix) and t.endswith(".md") for t in tables), prefix
     for prefix in ("07_against_sparsity_", "07_watershed", "07_density_cut_vs_disparse"):
+        assert any(f.startswith(prefix) and f.endswith(".png") for f in figures), prefix
+    for prefix in ("07_vs_control_", "07_allocation_"):
         assert any(f.startswith(prefix) and f.endswith(".png") for f in figures), prefix
     for name in ("07_overview_from_run", "08_accuracy_vs_cost", "09_ablations", "09_fusion_rules"):
         assert {f"{name}.png", f"{name}.pdf"} <= figures, name
