@@ -291,6 +291,7 @@ def claims_markdown(
     for column, shown in (("detectable", "{:.2f}"), ("p", "{:.3f}"), ("p_holm", "{:.3f}")):
         details[column] = ["—" if math.isnan(v) else shown.format(v) for v in details[column]]
     last = ["95 % CI", "detectable", "p", "verdict", "p_holm", "verdict_holm"]
+    last += ["better − control", "worse − control"]
     order = [c for c in details.columns if c not in last]
     details = details[[*order, *last]]
     seeds = sorted(set(checked["seeds"])) if len(checked) else []

@@ -393,15 +393,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_grid(args: argparse.Namespace) -> int:
     import os
 
-    from cutlib.grid import (
-        export_records,
-        grid_cells,
-        pending_runs,
-        record_layers,
-        records_dir,
-        run_grid,
-        write_runs_table,
-    )
+    from cutlib.grid import grid_cells, pending_runs, run_grid, write_runs_table
     from cutlib.io import results_dir
     from cutlib.profiles import check_profile_name
     from cutlib.reproduce import default_out
@@ -459,10 +451,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         print(f"cutlib grid: a job failed: {lines[-1]} (logs: {log_folder()})", file=sys.stderr)
         return 1
     if args.records:
-        print(f"run records: {export_records(cells)} runs in {records_dir()}")
-        layers = record_layers(c.config for c in cells)
-        if layers:
-            print(f"per-layer counts from the re-runs added to {layers} records")
+        _write_records(cells)
     _, path = write_runs_table(cells)
     print(f"runs table: {path}")
     return 0
@@ -491,6 +480,17 @@ def _grid_runner(args: argparse.Namespace) -> SubmititRunner | None:
         )
     resources = cluster_resources(load_profile(args.profile).runtime.cluster, **overrides)
     return SubmititRunner(resources, args.cluster or "auto")
+
+
+def _write_records(cells: list[GridCell]) -> None:
+    """Export the records of ``cells``'s finished runs (never replacing one), and add the
+    re-runs' per-layer counts to the records without them."""
+    from cutlib.grid import export_records, record_layers, records_dir
+
+    print(f"run records: {export_records(cells)} runs in {records_dir()}")
+    layers = record_layers(c.config for c in cells)
+    if layers:
+        print(f"per-layer counts from the re-runs added to {layers} records")
 
 
 def _at_sparsities(cells: list[GridCell], sparsities: list[str] | None) -> list[GridCell]:

@@ -46,7 +46,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,47 @@ def option_products(
     return [tuple(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a block's cells are made: one dataset, task selection and seed of a profile."""
+
+    dataset: str
+    tasks: tuple[str, ...]
+    seed: int
+    profile: str
+    settings: Profile  #: the profile with the dataset's overrides
+
+
+def _config(place: _Place, method: str, sparsity: float, **fields: Any) -> RunConfig:
+    return RunConfig(
+        place.dataset, method, place.tasks, sparsity, place.profile, place.seed, **fields
+    ).validated()
+
+
+def _reference_cells(block: Mapping[str, Any], place: _Place) -> list[GridCell]:
+    """The dense model and the control of ``place``, under each protocol of ``block``."""
+    protocols = sorted({p for ps in block["methods"].values() for p in ps})
+    cells = []
+    for protocol, method in itertools.product(protocols, REFERENCES):
+        trained = DEFAULT_PROTOCOL if trains_alike(method, place.settings) else protocol
+        cells.append(GridCell(_config(place, method, 0.0, protocol=trained), protocol))
+    return cells
+
+
+def _method_cells(block: Mapping[str, Any], place: _Place) -> list[GridCell]:
+    """Every method × sparsity × option combination × protocol of ``block`` at ``place``."""
+    cells = []
+    for method, method_protocols in block["methods"].items():
+        alike = trains_alike(method, place.settings)
+        combos = option_products((block.get("options") or {}).get(method))
+        for sparsity, options in itertools.product(block["sparsities"], combos):
+            for protocol in method_protocols:
+                trained = DEFAULT_PROTOCOL if alike else protocol
+                config = _config(place, method, sparsity, protocol=trained, options=options)
+                cells.append(GridCell(config, protocol))
+    return cells
+
+
 def grid_cells(
     profile: str,
     *,
@@ -219,35 +260,12 @@ def grid_cells(
             info = dataset_info(dataset)
             if wanted is not None and dataset not in wanted:
                 continue
-            dataset_settings = load_profile(profile, dataset)
             selections = [_selection(t) for t in block.get("tasks") or [info.task_names]]
-            protocols = sorted({p for ps in block["methods"].values() for p in ps})
             block_seeds = [s for s in seeds if s in block.get("seeds", seeds)]
-            for tasks, seed in ((t, s) for t in selections for s in block_seeds):
-                for protocol, method in itertools.product(protocols, REFERENCES):
-                    trained = (
-                        DEFAULT_PROTOCOL if trains_alike(method, dataset_settings) else protocol
-                    )
-                    reference = RunConfig(dataset, method, tasks, 0.0, profile, seed)
-                    reference = replace(reference, protocol=trained)
-                    reference_cells.append(GridCell(reference.validated(), protocol))
-                for method, method_protocols in block["methods"].items():
-                    alike = trains_alike(method, dataset_settings)
-                    combos = option_products((block.get("options") or {}).get(method))
-                    for sparsity, options in itertools.product(block["sparsities"], combos):
-                        for protocol in method_protocols:
-                            trained = DEFAULT_PROTOCOL if alike else protocol
-                            config = RunConfig(
-                                dataset,
-                                method,
-                                tasks,
-                                sparsity,
-                                profile,
-                                seed,
-                                protocol=trained,
-                                options=options,
-                            )
-                            cells.append(GridCell(config.validated(), protocol))
+            for tasks, seed in itertools.product(selections, block_seeds):
+                place = _Place(dataset, tasks, seed, profile, load_profile(profile, dataset))
+                reference_cells += _reference_cells(block, place)
+                cells += _method_cells(block, place)
     others = [c for c in cells if c.config.method not in REFERENCES]
     return list(dict.fromkeys(reference_cells + others))
 
@@ -633,8 +651,7 @@ def convergence_by_seed(cells: Sequence[GridCell]) -> pd.DataFrame:
         history = read_json(run_file(config, "history.json"))
         histories.setdefault(config.dataset, {})[config.seed] = history
     tables = [
-        convergence_table(by_seed).assign(dataset=dataset)
-        for dataset, by_seed in histories.items()
+        convergence_table(by_seed).assign(dataset=dataset) for dataset, by_seed in histories.items()
     ]
     table = pd.concat(tables, ignore_index=True)
     return table[["dataset", *[c for c in table.columns if c != "dataset"]]]

@@ -109,7 +109,7 @@ def test_check_claims_compares_only_settings_where_both_methods_ran() -> None:
     }
     row = checked[(checked.against == "cut vs snip") & (checked.sparsity == 0.7)].iloc[0]
     assert row.seeds == 2 and row.difference == pytest.approx(25.6)
-    summary = summarise_claims(checked).set_index("against")["overall"].to_dict()
+    summary = summarise_claims(checked).set_index("against")["uncorrected"].to_dict()
     assert summary == {
         "cut vs snip": "holds in 1, undecided in 1 of 2 settings",
         "cut vs magnitude": "does not hold in any of 1 settings",
@@ -140,7 +140,12 @@ def test_claims_markdown_gives_interval_detectable_difference_and_verdict() -> N
     row = next(line for line in text.splitlines() if "| cut vs snip" in line and "90%" in line)
     # differences 2.0, 2.1, 2.1: mean 2.0667, s = 0.0577, ± 4.3027 · 0.0577/√3 = 0.1434
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[-4:] == ["+2.07", "[+1.92, +2.21]", "0.18", "holds"]
+    # then p (t = 62.0 with 2 degrees of freedom), the verdict, Holm's (one test: the same p),
+    # and both sides against the control, which did not run here
+    assert cells[-9:] == ["+2.07", "[+1.92, +2.21]", "0.18", "0.000", "holds", "0.000", "holds"] + [
+        "—",
+        "—",
+    ]
 
 
 def test_watershed_verdict_on_constructed_curves() -> None:
@@ -151,3 +156,48 @@ def test_watershed_verdict_on_constructed_curves() -> None:
     assert (early, late) == (1.0, 0.25)
     with pytest.raises(ValueError, match="two layers"):
         watershed_verdict([0.3], 0.1)
+
+
+def test_holm_and_the_control_columns() -> None:
+    """Two claims over three settings; Holm adjusts the family of judged rows, and each side is
+    also given against the control, paired by seed."""
+    from cutlib.significance import holm
+
+    values = {
+        ("cut", 0.9): [1.0, 1.1, 1.3, 0.9],
+        ("magnitude", 0.9): [0.0, 0.2, 0.1, 0.1],
+        ("cut", 0.7): [1.0, 2.0, 0.5, 1.5],
+        ("magnitude", 0.7): [0.6, 0.9, 1.0, 0.8],
+        ("snip", 0.9): [0.5, 1.4, 0.2, 1.3],
+        ("control", 0.0): [2.0, 2.0, 2.0, 2.0],
+    }
+    checked = check_claims(_runs(values))
+    assert len(checked) == 3
+    assert list(checked["p_holm"]) == pytest.approx(holm(list(checked["p"])))
+    for row in checked.to_dict("records"):
+        expected = (
+            "undecided"
+            if row["p_holm"] >= 0.05
+            else ("holds" if row["difference"] > 0 else "does not hold")
+        )
+        assert row["verdict_holm"] == expected
+        assert (row["p"] < 0.05) == (row["verdict"] != "undecided")
+    strong = checked[(checked.against == "cut vs magnitude") & (checked.sparsity == 0.9)].iloc[0]
+    # cut − control per seed: −1, −0.9, −0.7, −1.1: mean −0.925, sd 0.1708, t(0.975, 3) = 3.1824
+    assert strong["better − control"] == "-0.93 [-1.20, -0.65]"
+    assert strong["verdict"] == strong["verdict_holm"] == "holds"
+
+
+def test_summaries_count_the_holm_verdicts_and_keep_the_uncorrected_in_words() -> None:
+    frame = pd.DataFrame(
+        {
+            "source": ["CUT"] * 3,
+            "claim": ["c"] * 3,
+            "against": ["cut vs snip"] * 3,
+            "verdict": ["holds", "does not hold", "undecided"],
+            "verdict_holm": ["undecided", "does not hold", "undecided"],
+        }
+    )
+    row = summarise_claims(frame).iloc[0]
+    assert (row["holds"], row["does not hold"], row["undecided"]) == (0, 1, 2)
+    assert row["uncorrected"] == "holds in 1, does not hold in 1, undecided in 1 of 3 settings"

@@ -97,3 +97,42 @@ def test_baseline_runs_parse_a_list_or_take_the_profiles_and_put_cut_first() -> 
         baseline_runs("nope:fair", {})
     with pytest.raises(ValueError, match="'snip' is not method:protocol"):
         baseline_runs("snip", {})
+
+
+@pytest.fixture
+def with_control(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with a control run per seed (Δ_MTL 3 and 4, at sparsity 0)."""
+    rows = [
+        _row("control", 0.0, seed, task, metric, higher, value)
+        for seed, delta in ((0, 3.0), (1, 4.0))
+        for task, metric, higher, value in (
+            ("seg", "mIoU", True, 0.43),
+            ("depth", "abs_err", False, 0.49),
+            ("all", "delta_mtl", True, delta),
+        )
+    ]
+    return pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_the_control_is_a_reference_row_in_every_table(with_control: pd.DataFrame) -> None:
+    from cutlib.comparison import control_table
+
+    _, text = method_table(with_control, "d", "seg+depth", 0.9, "fair")
+    assert list(text.method) == ["dense", "control", "cut", "snip"]
+    shown = text.set_index("method")
+    assert not shown.loc["control"].str.startswith("**").any()  # never a contender
+    assert shown.loc["cut", "Δ_MTL % ↑"].startswith("**")  # cut stays the best pruned model
+    numeric, text = delta_table(with_control, "d", "seg+depth")
+    numeric = numeric.set_index("method (protocol)")
+    assert list(numeric.index)[0] == "control (fair)"
+    assert numeric.loc["control (fair)", "70%"] == numeric.loc["control (fair)", "90%"] == 3.5
+    _, text = selections_table(with_control, "d", 0.9, "fair")
+    assert text.method.iloc[0] == "control"
+    # per seed: cut − control = 1 − 3, 2 − 4 → −2, −2; snip: −8, −10 → −9 ± 12.706·1.414/√2
+    numeric, text = control_table(with_control, "d", "seg+depth", "fair")
+    numeric, text = numeric.set_index("method"), text.set_index("method")
+    assert numeric.loc["cut", "90%"] == -2.0 and numeric.loc["snip", "90%"] == -9.0
+    assert text.loc["cut", "90%"] == "-2.00 [-2.00, -2.00]"
+    assert text.loc["snip", "90%"] == "-9.00 [-21.71, +3.71]"
+    assert numeric.loc["cut", "70%"] == 1.0  # one shared seed: the difference alone
+    assert text.loc["cut", "70%"] == "+1.00"

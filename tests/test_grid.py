@@ -205,3 +205,19 @@ def test_records_are_never_replaced_and_reruns_fill_in_per_layer_counts(
     stored.unlink()
     assert run_layers(magnitude) == recorded["layers"]  # read from beside the record
     assert not pending_runs(cells) and pending_runs(cells, store_only=True) == [magnitude]
+
+
+def test_grid_cli_keeps_a_sparsity_with_its_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["grid", "--profile", "smoke", "--out", str(tmp_path), "--dry-run"]) == 0
+    everything = capsys.readouterr().out
+    args = ["grid", "--profile", "smoke", "--out", str(tmp_path), "--dry-run"]
+    assert main([*args, "--sparsities", "0.9"]) == 0
+    at_90 = capsys.readouterr().out
+    assert " s=0.5 " in everything and " s=0.5 " not in at_90
+    assert "dense" in at_90 and "control" in at_90  # the references stay
+    assert main([*args, "--sparsities", "0.33"]) == 2
+    assert "no sparsity 0.33; its sparsities: 0.5, 0.9" in capsys.readouterr().err
+    assert main([*args, "--sparsities", "most"]) == 2
+    assert main([*args, "--rerun"]) == 0

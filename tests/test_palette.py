@@ -43,7 +43,7 @@ NOT_METHOD_FIGURES: dict[str, str] = {
 def _plot_functions() -> set[str]:
     found = set()
     modules = ("reporting", "comparison", "comparison_figures", "efficiency", "watershed")
-    modules += ("ablation_figures", "efficiency_figures", "diagram")
+    modules += ("ablation_figures", "efficiency_figures", "diagram", "allocation")
     for module in modules:
         for name, obj in vars(getattr(cl, module)).items():
             if name.startswith("plot_") and inspect.isfunction(obj):
@@ -133,6 +133,17 @@ def _accuracy_vs_cost() -> Figure:
     return cl.efficiency_figures.plot_accuracy_vs_cost(table, method_of, runtimes, "test")
 
 
+def _allocation() -> Figure:
+    rows = [
+        {"method": m, "options": "", "sparsity": s, "seed": seed, "group": g, "kept": k}
+        for m in ("cut", "magnitude")
+        for s in (0.9, 0.95)
+        for seed in (0, 1)
+        for g, k in (("stem", 0.5), ("stage 4", 0.01 if m == "cut" else 0.08), ("heads", 0.1))
+    ]
+    return cl.allocation.plot_allocation(pd.DataFrame(rows), [0.9, 0.95], "test")
+
+
 #: Method figures: how to draw each on constructed inputs, and the methods it must show.
 METHOD_FIGURES: dict[str, tuple[Callable[[], Figure], list[str]]] = {
     "comparison_figures.plot_against_sparsity": (
@@ -159,6 +170,7 @@ METHOD_FIGURES: dict[str, tuple[Callable[[], Figure], list[str]]] = {
         DRAWN,
     ),
     "reporting.plot_mask_comparison": (_mask_comparison, ["cut", "snip"]),
+    "allocation.plot_allocation": (_allocation, ["cut", "magnitude"]),
     "ablation_figures.plot_ablations": (_ablations, ["cut"]),
     "efficiency_figures.plot_accuracy_vs_cost": (
         _accuracy_vs_cost,

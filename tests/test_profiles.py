@@ -129,3 +129,29 @@ def test_extending_in_a_circle_or_an_unknown_base_is_refused(
         profiles._source("smoke")
     with pytest.raises(ValueError, match="unknown profile 'x'"):
         profiles._source("full")
+
+
+def test_the_regime_profile_is_shaped_and_scheduled_like_the_paper() -> None:
+    """The ``regime`` profile's claims about itself: the heads hold at least two thirds of the
+    deployed prunable weights on every selection of its grid (the paper's DeepLab-ResNet34: 69–85
+    %), its fine-tuning has about 1 % of its pre-training's lr·steps (the reference code: 0.9 %),
+    and its pre-training has validation points in the last quarter for the convergence check."""
+    from cutlib.data import dataset_info
+    from cutlib.grid import grid_cells
+    from cutlib.models import SceneNet
+    from cutlib.pruning.masks import weights_by_owner
+
+    regime = load_profile("regime")
+    selections = {(c.config.dataset, c.config.tasks) for c in grid_cells("regime", seeds=[0])}
+    for dataset, tasks in selections:
+        if len(tasks) == len(dataset_info(dataset).tasks):
+            continue  # the pre-training
+        net = SceneNet(dataset_info(dataset).tasks, **regime.model.kwargs()).keep_tasks(tasks)
+        counts = weights_by_owner(net)
+        heads = sum(counts[t] for t in tasks)
+        assert heads / (heads + counts["backbone"]) >= 2 / 3, (dataset, tasks)
+    ratio = regime.finetune.learning_rate_area() / regime.pretrain.learning_rate_area()
+    assert 0.008 <= ratio <= 0.012
+    assert regime.pretrain.iterations // regime.pretrain.eval_every >= 8
+    quick = load_profile("quick")
+    assert quick.finetune.learning_rate_area() / quick.pretrain.learning_rate_area() > 0.04

@@ -157,3 +157,20 @@ def test_train_returns_the_model_of_its_best_validation_evaluation() -> None:
     final = model.state_dict()
     assert final.keys() == snapshots[best].keys()
     assert all(torch.equal(final[k], snapshots[best][k]) for k in final)
+
+
+def test_the_learning_rate_area_is_the_sum_of_the_rates_the_scheduler_gives() -> None:
+    """Against PyTorch's own StepLR, stepped after every optimiser step as train() does."""
+    for config in (
+        TrainConfig(300, 8, 4e-4, lr_step=60, lr_gamma=0.5),
+        TrainConfig(1000, 12, 2e-3, lr_step=350, lr_gamma=0.5),
+        TrainConfig(7, 1, 1.0),
+    ):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+        total = 0.0
+        for _ in range(config.iterations):
+            total += optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+        assert config.learning_rate_area() == pytest.approx(total)

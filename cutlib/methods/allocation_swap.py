@@ -59,7 +59,7 @@ SWAP_TAYLOR = register(
         summary="ablation: CUT's Taylor scores and vote within each layer, magnitude's layer sizes",
         label="Taylor at |w|'s layer densities (ablation)",
         colour="#88CCEE",
-        marker="<",
+        marker="d",
     )
 )
 
@@ -71,6 +71,6 @@ SWAP_MAGNITUDE = register(
         summary="ablation: the largest |w| within each layer, CUT's layer sizes",
         label="|w| at CUT's layer densities (ablation)",
         colour="#117733",
-        marker=">",
+        marker="4",
     )
 )

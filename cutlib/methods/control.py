@@ -36,6 +36,6 @@ METHOD = register(
         prunes=False,
         label="control (dense + fine-tuning)",
         colour="#3B3B3B",
-        marker="X",
+        marker="8",
     )
 )

@@ -1,0 +1,85 @@
+"""The sentences and tables of what a study finds, on constructed runs: the control's place, the
+allocation swap's truth table, scoring batches, before fine-tuning, DiSparse's twin."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cutlib import findings
+
+
+def _runs(values: dict[tuple[str, float, str], list[float]], tasks: str = "a+b") -> pd.DataFrame:
+    rows = []
+    for (method, sparsity, options), seeds in values.items():
+        for seed, value in enumerate(seeds):
+            rows.append(
+                {"dataset": "d", "tasks": tasks, "method": method, "options": options}
+                | {"protocol": "fair", "sparsity": sparsity, "seed": seed}
+                | {"task": "all", "metric": "delta_mtl", "value": value}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_control_summary_places_the_control_against_the_dense_model() -> None:
+    above = _runs({("control", 0.0, ""): [2.0, 2.2, 2.1]})
+    within = _runs({("control", 0.0, ""): [0.3, -0.2, 0.1]}, tasks="c+d")
+    summary = findings.control_summary(pd.concat([above, within])).set_index("tasks")
+    assert summary.loc["a+b", "against dense"] == "above"
+    assert summary.loc["c+d", "against dense"] == "within"
+    assert summary.loc["a+b", "control Δ_MTL"] == pytest.approx(2.1)
+    text = findings.control_sentence(summary.reset_index())
+    assert "d a+b: +2.10 [" in text and "(within)" in text
+
+
+@pytest.mark.parametrize(
+    ("cut", "taylor", "magnitude", "verdict"),
+    [
+        ([-2.0, -2.1, -1.9], [0.1, -0.1, 0.0], [-2.0, -2.2, -1.8], "explains CUT's loss"),
+        ([-2.0, -2.1, -1.9], [-2.0, -2.1, -2.2], [-2.0, -2.2, -1.8], "does not explain"),
+        ([-2.0, -2.1, -1.9], [0.1, -0.1, 0.0], [0.2, -0.1, 0.1], "does not explain"),
+        ([0.5, -0.4, 0.1], [0.1, -0.1, 0.0], [-2.0, -2.2, -1.8], "nothing to explain"),
+    ],
+)
+def test_the_swap_verdict_truth_table(cut, taylor, magnitude, verdict) -> None:
+    """Differences to magnitude pruning (at 0 on every seed): the allocation explains CUT's loss
+    only when CUT loses, Taylor at magnitude's densities does not, and magnitude at CUT's does."""
+    runs = _runs(
+        {
+            ("magnitude", 0.9, ""): [0.0, 0.0, 0.0],
+            ("cut", 0.9, ""): cut,
+            ("swap_taylor", 0.9, ""): taylor,
+            ("swap_magnitude", 0.9, ""): magnitude,
+        }
+    )
+    table = findings.swap_table(runs, "d", "a+b")
+    assert set(table["method"]) == {"cut", "swap_taylor", "swap_magnitude"}
+    assert verdict in findings.swap_sentence(table, 0.9)
+
+
+def test_scoring_table_pairs_each_variant_with_the_default() -> None:
+    runs = _runs(
+        {
+            ("cut", 0.9, ""): [1.0, 2.0, 3.0],
+            ("cut", 0.9, "scoring_batches=20"): [1.5, 2.5, 3.0],
+            ("cut", 0.9, "fusion=union"): [9.0, 9.0, 9.0],  # not a scoring variant
+        }
+    )
+    table = findings.scoring_table(runs, 50).set_index("batches")
+    assert list(table.index) == [20, 50]
+    assert table.loc[50, "difference"] == 0.0
+    assert table.loc[20, "difference"] == pytest.approx(1 / 3)
+    assert table.loc[20, "Δ_MTL"] == pytest.approx(7 / 3)
+
+
+def test_twin_sentence_and_verdicts_by_setting() -> None:
+    runs = _runs({("disparse_pt", 0.9, ""): [1.0, 2.0], ("magnitude", 0.9, ""): [1.5, 2.0]})
+    assert "0.25 points of Δ_MTL on average and 0.50 at most, over 2 paired runs" in (
+        findings.twin_sentence(runs, "d")
+    )
+    checked = pd.DataFrame(
+        {"against": ["cut vs magnitude"] * 2, "protocol": "fair", "dataset": "d", "tasks": "a+b"}
+        | {"sparsity": [0.9, 0.95], "verdict_holm": ["undecided", "does not hold"]}
+    )
+    text = findings.verdicts_by_setting(checked, "cut vs magnitude")
+    assert text == "cut vs magnitude: undecided at d a+b 90%; does not hold at d a+b 95%"
