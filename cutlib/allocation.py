@@ -242,6 +242,9 @@ def untrained_allocation(
     )
 
 
+#: The sparsity :func:`main` prunes each network to.
+CHECK_SPARSITY = 0.9
+
 #: The networks :func:`main` checks: name → (profile, dataset, tasks, batches, batch size).
 CHECKS: dict[str, tuple[str, str, tuple[str, ...], int, int]] = {
     "paper": ("paper", "synth-nyuv2", ("seg", "depth"), 4, 2),
@@ -262,14 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (profile, dataset, tasks, batches, batch_size) in CHECKS.items():
         start = time.perf_counter()
         layers = untrained_allocation(
-            profile, dataset, tasks, 0.9, batches=batches, batch_size=batch_size
+            profile, dataset, tasks, CHECK_SPARSITY, batches=batches, batch_size=batch_size
         )
         layers.to_csv(args.out / f"{name}.csv", index=False, float_format="%.6g")
         settings[name] = {
             "profile": profile,
             "dataset": dataset,
             "tasks": list(tasks),
-            "sparsity": 0.9,
+            "sparsity": CHECK_SPARSITY,
             "batches": batches,
             "batch_size": batch_size,
             "seconds": round(time.perf_counter() - start, 1),

@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from cutlib.allocation import CHECK_SPARSITY
 from cutlib.comparison import DELTA, paired_differences
 from cutlib.methods import CONTROL, get_method
 from cutlib.methods.allocation_swap import SWAP_MAGNITUDE, SWAP_TAYLOR
 from cutlib.methods.cut import NAME as CUT
 from cutlib.methods.disparse_pt import NAME as DISPARSE_PT
+from cutlib.methods.disparse_pt import DisparsePtOptions
 from cutlib.methods.magnitude import METHOD as MAGNITUDE_METHOD
 from cutlib.profiles import Profile
 from cutlib.significance import mean_ci, verdict_of
@@ -138,10 +140,17 @@ def stage_sentence(allocation: pd.DataFrame, sparsity: float, stage: str = "stag
         return f"At {sparsity:.0%} CUT's or magnitude's per-layer counts are not recorded."
     cut, magnitude = table.loc[CUT, stage], table.loc[MAGNITUDE, stage]
     ratio = cut / magnitude if magnitude > 0 else float("nan")
+    verdict = "holds" if ratio < STARVED else "does not hold"
     return (
         f"At {sparsity:.0%} CUT keeps {cut:.2%} of {stage}'s weights and magnitude pruning "
-        f"{magnitude:.2%} ({ratio:.2f} times as much; uniform would be {1 - sparsity:.0%})."
+        f"{magnitude:.2%} ({ratio:.2f} times as much; uniform would be {1 - sparsity:.0%}): "
+        f'"CUT starves the widest stage" (less than {STARVED:.2f} of magnitude\'s fraction) '
+        f"**{verdict}**."
     )
+
+
+#: A stage is *starved* when CUT keeps less than this fraction of what the reference keeps.
+STARVED = 1 / 3
 
 
 def twin_sentence(runs: pd.DataFrame, dataset: str) -> str:
@@ -157,25 +166,33 @@ def twin_sentence(runs: pd.DataFrame, dataset: str) -> str:
     if shared.empty:
         return ""
     gap = (pt[shared] - mag[shared]).abs()
+    criterion = DisparsePtOptions().resolved_criterion(dataset)
     return (
-        f"On {dataset}, DiSparse on the pre-trained model and magnitude pruning differ by "
+        f"On {dataset}, DiSparse on the pre-trained model scores by {CRITERION_NAMES[criterion]} "
+        f"(as its code does on that dataset's original) and differs from magnitude pruning by "
         f"{gap.mean():.2f} points of Δ_MTL on average and {gap.max():.2f} at most, over "
         f"{len(shared)} paired runs."
     )
 
 
+#: How the sentences name DiSparse's criteria on the pre-trained model.
+CRITERION_NAMES = {"magnitude": "|w|", "w2grad": "w²·Σ|∂L/∂w|", "taylor": "|w·∂L/∂w|"}
+
+
 def verdicts_by_setting(checked: pd.DataFrame, against: str, column: str = "verdict_holm") -> str:
-    """Where one comparison of the claims table holds, fails and stays undecided, by dataset,
-    selection and sparsity (``fair`` budget), e.g. ``holds: …; does not hold: …``."""
+    """Where one comparison of the claims table holds, fails and stays undecided under ``fair``,
+    each verdict with its selections and their sparsities, e.g.
+    ``holds at d a+b (95, 98 %); undecided at d a+b (50, 70, 90 %)``."""
     chosen = checked[(checked["against"] == against) & (checked["protocol"] == "fair")]
     if chosen.empty:
         return f"{against}: not run"
     groups = []
     for verdict, block in chosen.groupby(column, sort=False):
-        where = [
-            f"{r['dataset']} {r['tasks']} {r['sparsity']:.0%}" for r in block.to_dict("records")
-        ]
-        groups.append(f"{verdict} at {', '.join(where)}")
+        where = []
+        for (dataset, tasks), cell in block.groupby(["dataset", "tasks"], sort=False):
+            percents = ", ".join(f"{100 * s:.0f}" for s in sorted(cell["sparsity"]))
+            where.append(f"{dataset} {tasks} ({percents} %)")
+        groups.append(f"**{verdict}** at {'; '.join(where)}")
     return f"{against}: " + "; ".join(groups)
 
 
@@ -271,20 +288,25 @@ def paper_network_sentence(by_group: pd.DataFrame, slope: float) -> str:
     and :func:`cutlib.allocation.fan_in_slope` of its layers)."""
     table = by_group.set_index("group")
     widest = table[CUT].idxmin()
+    uniform = 1 - CHECK_SPARSITY
+    verdict = "holds" if table.loc["stage 4", CUT] < STARVED * uniform else "does not hold"
     return (
         f"On the paper's network as initialised, CUT's one threshold per task keeps "
         f"{table.loc['stem', CUT]:.1%} of the stem and {table.loc['stage 4', CUT]:.2%} of "
         f"stage 4 ({table.loc['stage 4', 'share']:.0%} of the compact model's weights); its "
         f"emptiest group is {widest} ({table.loc[widest, CUT]:.2%}). Across the backbone "
         f"convs, log(kept fraction) falls with log(fan-in) at a slope of {slope:.2f} "
-        "(−1 would be exactly 1/fan-in)."
+        f'(−1 would be exactly 1/fan-in). "One threshold per task empties the widest stage of '
+        f"the paper's network too\" (stage 4 below {STARVED:.2f} of the uniform {uniform:.0%}) "
+        f"**{verdict}**."
     )
 
 
 def against_control_sentence(runs: pd.DataFrame, method: str = CUT) -> str:
-    """Where ``method`` lies against the control (paired by seed, uncorrected intervals), by
-    dataset, selection and sparsity under ``fair``: below, within or above."""
-    groups: dict[str, list[str]] = {}
+    """Where ``method`` lies against the control (paired by seed, uncorrected intervals) under
+    ``fair``: below, within or above it, each with its selections and, per sparsity, the mean
+    difference in points of Δ_MTL."""
+    groups: dict[str, dict[str, list[str]]] = {}
     for dataset, tasks in runs[["dataset", "tasks"]].drop_duplicates().itertuples(index=False):
         differences = paired_differences(runs, dataset, tasks, "fair", CONTROL)
         for row in differences[differences["method"] == method].to_dict("records"):
@@ -292,12 +314,15 @@ def against_control_sentence(runs: pd.DataFrame, method: str = CUT) -> str:
                 place = "single seed"
             else:
                 place = "above" if row["low"] > 0 else "below" if row["high"] < 0 else "within"
-            where = f"{dataset} {tasks} {row['sparsity']:.0%} ({row['difference']:+.2f})"
-            groups.setdefault(place, []).append(where)
+            shown = f"{100 * row['sparsity']:.0f} %: {row['difference']:+.1f}"
+            groups.setdefault(place, {}).setdefault(f"{dataset} {tasks}", []).append(shown)
     if not groups:
         return f"{method} has no control to be compared with in this grid."
-    parts = [f"{place} the control at {', '.join(where)}" for place, where in groups.items()]
-    return f"{method} − control, Δ_MTL points paired by seed: " + "; ".join(parts) + "."
+    parts = [
+        f"**{place}** it at " + "; ".join(f"{where} ({', '.join(v)})" for where, v in by.items())
+        for place, by in groups.items()
+    ]
+    return f"{method} − control, paired by seed: " + "; ".join(parts) + "."
 
 
 def answer_markdown(
@@ -309,24 +334,28 @@ def answer_markdown(
     convergence: pd.DataFrame,
     allocation: Mapping[tuple[str, str], tuple[float, pd.DataFrame]],
     swaps: Mapping[tuple[str, str], pd.DataFrame],
+    scoring: pd.DataFrame | None = None,
 ) -> str:
     """The answer of one profile's grid to "does CUT work, and when?", every number from the
     tables: the pre-training and the control, CUT's claims against the pre-trained pruners after
     Holm's correction, CUT against the control, where the budget goes and the allocation swap."""
     lines = [f"**`{settings.name}`**: {settings.description}.", ""]
     training = [convergence_sentence(convergence)] if len(convergence) else []
-    training += [control_sentence(control)] if len(control) else []
+    training += [control_sentence(control), control_verdict(control)] if len(control) else []
     lines.append("- **The dense model and the control.** " + " ".join(training))
     lines.append("- **CUT against the pre-trained pruners** (Δ_MTL paired by seed, `fair` budget,")
     lines[-1] += " verdicts after Holm's correction over the claims table):"
     lines += ["  " + line for line in answer_lines(checked, runs)]
     lines.append(f"- **CUT against the control.** {against_control_sentence(runs)}")
     for (dataset, tasks), (sparsity, table) in allocation.items():
-        lines.append(f"- **Where the budget goes** ({dataset}, {tasks}). ")
-        lines[-1] += stage_sentence(table, sparsity)
+        if {CUT, MAGNITUDE} <= set(table["method"]):
+            sentence = stage_sentence(table, sparsity)
+            lines.append(f"- **Where the budget goes** ({dataset}, {tasks}). {sentence}")
     for (dataset, tasks), table in swaps.items():
         sentences = [swap_sentence(table, s) for s in sorted(set(table["sparsity"]))]
         lines.append(f"- **The allocation swap** ({dataset}, {tasks}). " + " ".join(sentences))
+    if scoring is not None and len(scoring):
+        lines.append(f"- **Scoring batches.** {scoring_sentence(scoring)}")
     return "\n".join(lines) + "\n"
 
 
@@ -342,3 +371,58 @@ def init_against_trained(untrained: pd.DataFrame, trained: pd.DataFrame) -> pd.D
     )
     table["CUT, pre-trained (mean over seeds)"] = [row.get(g, np.nan) for g in table.index]
     return table.reset_index()
+
+
+def scoring_sentence(table: pd.DataFrame) -> str:
+    """Hypothesis 5 of the regime study: every scoring-batch variant's paired difference to the
+    default has an interval that contains 0 (:func:`scoring_table`)."""
+    variants = table[table["difference"] != 0.0]
+    parts = [
+        f"{int(r['batches'])} batches {_interval(r['difference'], r['low'], r['high'])}"
+        for r in variants.to_dict("records")
+    ]
+    same = all(r["low"] <= 0 <= r["high"] for r in variants.to_dict("records"))
+    verdict = "holds" if same else "does not hold"
+    return (
+        "CUT's Δ_MTL against the default number of scoring batches, paired by seed: "
+        + "; ".join(parts)
+        + f': "the number of scoring batches does not matter" **{verdict}**.'
+    )
+
+
+def control_verdict(summary: pd.DataFrame) -> str:
+    """Hypothesis 1: the control lies within its interval of the dense model on every selection
+    (:func:`control_summary`)."""
+    within = summary["against dense"] == "within"
+    verdict = "holds" if within.all() else "does not hold"
+    return (
+        f"The control is within its interval of the dense model on {int(within.sum())} of "
+        f'{len(summary)} selections: "fine-tuning alone earns nothing" **{verdict}**.'
+    )
+
+
+def before_sentence(before: pd.DataFrame, at_least: float = 0.9) -> str:
+    """Hypothesis 6 of the regime study: at ``at_least`` sparsity and above, the compact models
+    before fine-tuning score higher with re-estimated BatchNorm statistics than with the stale
+    ones (:func:`cutlib.grid.collect_before`; means over seeds, per method, selection and
+    sparsity, the methods that keep the pre-trained weights)."""
+    chosen = before[
+        (before["protocol"] == "fair")
+        & (before["options"].fillna("") == "")
+        & (before["sparsity"] >= at_least - 1e-9)
+    ]
+    kept = [m for m in set(chosen["method"]) if get_method(m).keeps_pretrained_weights]
+    chosen = chosen[chosen["method"].isin(kept)]
+    means = chosen.pivot_table(
+        index=["dataset", "tasks", "method", "sparsity"], columns="statistics", values="value"
+    )
+    if means.empty or {"stale", "recalibrated"} - set(means.columns):
+        return "No run records both evaluations before fine-tuning."
+    higher = means["recalibrated"] > means["stale"]
+    gain = (means["recalibrated"] - means["stale"]).median()
+    verdict = "holds" if higher.all() else "does not hold"
+    return (
+        f"At {at_least:.0%} and above, re-estimating BatchNorm raises Δ_MTL before fine-tuning in "
+        f"{int(higher.sum())} of {len(higher)} settings (median gain {gain:+.1f} points): "
+        f'"the stale statistics understate what the masks kept" **{verdict}**.'
+    )

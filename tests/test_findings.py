@@ -74,12 +74,14 @@ def test_scoring_table_pairs_each_variant_with_the_default() -> None:
 
 def test_twin_sentence_and_verdicts_by_setting() -> None:
     runs = _runs({("disparse_pt", 0.9, ""): [1.0, 2.0], ("magnitude", 0.9, ""): [1.5, 2.0]})
-    assert "0.25 points of Δ_MTL on average and 0.50 at most, over 2 paired runs" in (
-        findings.twin_sentence(runs, "d")
-    )
+    sentence = findings.twin_sentence(runs, "d")
+    assert "0.25 points of Δ_MTL on average and 0.50 at most, over 2 paired runs" in sentence
+    assert "scores by |w|" in sentence
     checked = pd.DataFrame(
         {"against": ["cut vs magnitude"] * 2, "protocol": "fair", "dataset": "d", "tasks": "a+b"}
         | {"sparsity": [0.9, 0.95], "verdict_holm": ["undecided", "does not hold"]}
     )
     text = findings.verdicts_by_setting(checked, "cut vs magnitude")
-    assert text == "cut vs magnitude: undecided at d a+b 90%; does not hold at d a+b 95%"
+    assert (
+        text == "cut vs magnitude: **undecided** at d a+b (90 %); **does not hold** at d a+b (95 %)"
+    )
