@@ -553,6 +553,20 @@ def run_grid(
     return seconds
 
 
+def cell_columns(cell: GridCell) -> dict[str, Any]:
+    """The :data:`CELL_COLUMNS` of one cell, as every tidy table of the grid writes them."""
+    config = cell.config
+    return {
+        "dataset": config.dataset,
+        "tasks": "+".join(config.tasks or ()),
+        "method": config.method,
+        "options": options_label(config.options),
+        "protocol": cell.protocol,
+        "sparsity": config.sparsity,
+        "seed": config.seed,
+    }
+
+
 def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
     """The grid's results as one tidy table: one row per (cell, task, metric), plus one row per
     cell with ``task = "all"``, ``metric = "delta_mtl"`` (Δ_MTL in percent against the dense
@@ -573,14 +587,7 @@ def collect(cells: Sequence[GridCell]) -> pd.DataFrame:
             raise FileNotFoundError(f"run {run_id(config)} is not in the run store: run the grid")
         record = read_json(path)
         training = record.get("details", {}).get("training", {})
-        base = {
-            "dataset": config.dataset,
-            "tasks": "+".join(config.tasks or ()),
-            "method": config.method,
-            "options": options_label(config.options),
-            "protocol": cell.protocol,
-            "sparsity": config.sparsity,
-            "seed": config.seed,
+        base = cell_columns(cell) | {
             "achieved_sparsity": record["sparsity"]["achieved"],
             "steps_since_init": training.get("iterations_since_initialisation"),
         }
@@ -626,15 +633,7 @@ def collect_before(cells: Sequence[GridCell]) -> pd.DataFrame:
         details = record.get("details", {})
         dense = record["reference"]["dense"]
         directions = {t.name: t.metric_directions for t in dataset_info(config.dataset).tasks}
-        base = {
-            "dataset": config.dataset,
-            "tasks": "+".join(config.tasks or ()),
-            "method": config.method,
-            "options": options_label(config.options),
-            "protocol": cell.protocol,
-            "sparsity": config.sparsity,
-            "seed": config.seed,
-        }
+        base = cell_columns(cell)
         for statistics, key in BEFORE_FINETUNE.items():
             if key in details and config.sparsity > 0:
                 value = delta_mtl(details[key], dense, directions)
@@ -688,15 +687,7 @@ def collect_layers(cells: Sequence[GridCell]) -> pd.DataFrame:
         layers = run_layers(config)
         if layers is None:
             continue
-        base = {
-            "dataset": config.dataset,
-            "tasks": "+".join(config.tasks or ()),
-            "method": config.method,
-            "options": options_label(config.options),
-            "protocol": cell.protocol,
-            "sparsity": config.sparsity,
-            "seed": config.seed,
-        }
+        base = cell_columns(cell)
         rows += [base | {"name": n, "kept": k, "weights": w} for n, (k, w) in layers.items()]
     return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "name", "kept", "weights"])
 
