@@ -107,24 +107,26 @@ def swap_table(runs: pd.DataFrame, dataset: str, tasks: str) -> pd.DataFrame:
 
 
 def swap_sentence(table: pd.DataFrame, sparsity: float) -> str:
-    """The allocation-swap verdict at ``sparsity`` (hypothesis 3 of the regime study): where CUT
-    loses to magnitude, does Taylor at magnitude's allocation recover, and does magnitude at
-    CUT's allocation lose?"""
+    """The allocation-swap verdict at ``sparsity`` (hypothesis 3 of the regime study, stated for
+    CUT's loss and read the same way for an advantage): where CUT and magnitude pruning differ,
+    the allocation explains the difference when magnitude at CUT's layer densities differs from
+    magnitude in the same direction as CUT, while Taylor at magnitude's densities does not."""
     rows = {
         r["method"]: r for r in table[np.isclose(table["sparsity"], sparsity)].to_dict("records")
     }
     if set(SWAP_METHODS) - set(rows):
         return f"At {sparsity:.0%} the swap did not run on every method."
     shown = {m: _interval(rows[m]["difference"], rows[m]["low"], rows[m]["high"]) for m in rows}
-    cut_loses = rows[CUT]["verdict"] == "does not hold"
-    taylor_recovers = rows[SWAP_TAYLOR.name]["verdict"] != "does not hold"
-    magnitude_loses = rows[SWAP_MAGNITUDE.name]["verdict"] == "does not hold"
-    if not cut_loses:
-        verdict = "CUT does not lose to magnitude here, so the swap has nothing to explain"
-    elif taylor_recovers and magnitude_loses:
-        verdict = "the allocation explains CUT's loss (hypothesis holds)"
+    side = {"holds": "advantage", "does not hold": "loss"}.get(rows[CUT]["verdict"])
+    if side is None:
+        verdict = "CUT and magnitude do not differ here, so the swap has nothing to explain"
+    elif (
+        rows[SWAP_MAGNITUDE.name]["verdict"] == rows[CUT]["verdict"]
+        and rows[SWAP_TAYLOR.name]["verdict"] != rows[CUT]["verdict"]
+    ):
+        verdict = f"the allocation explains CUT's {side} (hypothesis holds)"
     else:
-        verdict = "the allocation does not explain CUT's loss on its own (hypothesis fails)"
+        verdict = f"the allocation does not explain CUT's {side} on its own (hypothesis fails)"
     return (
         f"At {sparsity:.0%}, against magnitude pruning: CUT {shown[CUT]}, Taylor at magnitude's "
         f"layer densities {shown[SWAP_TAYLOR.name]}, magnitude at CUT's layer densities "

@@ -39,11 +39,14 @@ def test_control_summary_places_the_control_against_the_dense_model() -> None:
         ([-2.0, -2.1, -1.9], [-2.0, -2.1, -2.2], [-2.0, -2.2, -1.8], "does not explain"),
         ([-2.0, -2.1, -1.9], [0.1, -0.1, 0.0], [0.2, -0.1, 0.1], "does not explain"),
         ([0.5, -0.4, 0.1], [0.1, -0.1, 0.0], [-2.0, -2.2, -1.8], "nothing to explain"),
+        ([2.0, 2.1, 1.9], [0.1, -0.1, 0.0], [2.0, 2.2, 1.8], "explains CUT's advantage"),
+        ([2.0, 2.1, 1.9], [2.0, 2.1, 2.2], [2.0, 2.2, 1.8], "does not explain CUT's advantage"),
     ],
 )
 def test_the_swap_verdict_truth_table(cut, taylor, magnitude, verdict) -> None:
     """Differences to magnitude pruning (at 0 on every seed): the allocation explains CUT's loss
-    only when CUT loses, Taylor at magnitude's densities does not, and magnitude at CUT's does."""
+    (or advantage) only when magnitude at CUT's densities moves the same way as CUT and Taylor at
+    magnitude's densities does not."""
     runs = _runs(
         {
             ("magnitude", 0.9, ""): [0.0, 0.0, 0.0],
