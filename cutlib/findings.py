@@ -321,7 +321,8 @@ def against_control_sentence(runs: pd.DataFrame, method: str = CUT) -> str:
     if not groups:
         return f"{method} has no control to be compared with in this grid."
     parts = [
-        f"**{place}** it at " + "; ".join(f"{where} ({', '.join(v)})" for where, v in by.items())
+        f"**{place}**{' it' if place != 'single seed' else ''} at "
+        + "; ".join(f"{where} ({', '.join(v)})" for where, v in by.items())
         for place, by in groups.items()
     ]
     return f"{method} − control, paired by seed: " + "; ".join(parts) + "."
@@ -384,7 +385,8 @@ def scoring_sentence(table: pd.DataFrame) -> str:
         for r in variants.to_dict("records")
     ]
     same = all(r["low"] <= 0 <= r["high"] for r in variants.to_dict("records"))
-    verdict = "holds" if same else "does not hold"
+    judged = not variants["low"].isna().any()
+    verdict = ("holds" if same else "does not hold") if judged else "not judged (one seed)"
     return (
         "CUT's Δ_MTL against the default number of scoring batches, paired by seed: "
         + "; ".join(parts)
@@ -396,7 +398,8 @@ def control_verdict(summary: pd.DataFrame) -> str:
     """Hypothesis 1: the control lies within its interval of the dense model on every selection
     (:func:`control_summary`)."""
     within = summary["against dense"] == "within"
-    verdict = "holds" if within.all() else "does not hold"
+    judged = (summary["against dense"] != "single seed").all()
+    verdict = ("holds" if within.all() else "does not hold") if judged else "not judged (one seed)"
     return (
         f"The control is within its interval of the dense model on {int(within.sum())} of "
         f'{len(summary)} selections: "fine-tuning alone earns nothing" **{verdict}**.'
