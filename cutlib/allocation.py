@@ -143,7 +143,13 @@ def plot_allocation(fractions: pd.DataFrame, sparsities: Sequence[float], title:
         ax.set_xticks(x, groups, rotation=30)
         ax.set_title(f"{sparsity:.0%} sparsity (dotted: uniform)", fontsize=10)
     axes[0][0].set_ylabel("kept fraction of the group")
-    axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    handles = {}  # every method of every panel, once
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    axes[0][-1].legend(
+        handles.values(), handles.keys(), fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left"
+    )
     fig.suptitle(title)
     fig.tight_layout()
     return fig
