@@ -431,3 +431,15 @@ def before_sentence(before: pd.DataFrame, at_least: float = 0.9) -> str:
         f"{int(higher.sum())} of {len(higher)} settings (median gain {gain:+.1f} points): "
         f'"the stale statistics understate what the masks kept" **{verdict}**.'
     )
+
+
+def rerun_summary(differences: pd.DataFrame) -> pd.DataFrame:
+    """Per method (with its options): how many records were re-run, and the mean and largest
+    absolute gap between a re-run's Δ_MTL and its record's (:func:`cutlib.grid.rerun_differences`,
+    each run counted once)."""
+    unique = differences.drop_duplicates(
+        ["dataset", "tasks", "method", "options", "sparsity", "seed"]
+    )
+    gap = (unique["rerun"] - unique["record"]).abs()
+    table = unique.assign(gap=gap).groupby(["method", "options"], sort=True)["gap"]
+    return table.agg(runs="count", mean="mean", largest="max").reset_index()

@@ -692,6 +692,23 @@ def collect_layers(cells: Sequence[GridCell]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "name", "kept", "weights"])
 
 
+def rerun_differences(cells: Sequence[GridCell]) -> pd.DataFrame:
+    """For each cell whose record has a :data:`LAYERS_FILE` (a re-run of it, made later, maybe on
+    another CPU): the cell's columns, the recorded Δ_MTL (``record``) and the re-run's
+    (``rerun``). How far a re-run lands from its record says how far runs made on different
+    machines can be compared (empty when no record was re-run)."""
+    rows = []
+    for cell in dict.fromkeys(cells):
+        path = records_dir() / run_id(cell.config) / LAYERS_FILE
+        if path.is_file():
+            found = read_json(path)
+            rows.append(
+                cell_columns(cell)
+                | {"record": found["record_delta_mtl"], "rerun": found["rerun_delta_mtl"]}
+            )
+    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "record", "rerun"])
+
+
 def record_layers(configs: Iterable[RunConfig]) -> int:
     """For each run of ``configs`` whose record lacks per-layer counts and whose re-run is in the
     run store (made by ``cutlib grid --rerun``), write the re-run's counts as the record's

@@ -202,6 +202,15 @@ def test_records_are_never_replaced_and_reruns_fill_in_per_layer_counts(
     beside = read_json(record.parent / LAYERS_FILE)
     assert beside["layers"] == recorded["layers"] and beside["rerun_delta_mtl"] == 123.0
     assert beside["record_delta_mtl"] == recorded["delta_mtl"]
+    from cutlib.findings import rerun_summary
+    from cutlib.grid import rerun_differences
+
+    differences = rerun_differences(cells)
+    assert list(differences["method"]) == ["magnitude"] and differences["rerun"].item() == 123.0
+    summary = rerun_summary(differences).iloc[0]
+    assert summary["runs"] == 1 and summary["largest"] == pytest.approx(
+        123.0 - recorded["delta_mtl"]
+    )
     stored.unlink()
     assert run_layers(magnitude) == recorded["layers"]  # read from beside the record
     assert not pending_runs(cells) and pending_runs(cells, store_only=True) == [magnitude]
