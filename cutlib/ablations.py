@@ -187,9 +187,7 @@ def ablation_row(variant: Variant, record: Mapping[str, Any], same_as: str) -> d
             reference,
             directions,
         ),
-        "… with stale BN % ↑": delta_mtl(
-            details["metrics_before_finetune"], reference, directions
-        ),
+        "… with stale BN % ↑": delta_mtl(details["metrics_before_finetune"], reference, directions),
         "Δ_MTL % ↑": record["delta_mtl"],
     }
     for task in specs:

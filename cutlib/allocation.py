@@ -7,7 +7,7 @@ every layer. If a layer's scores are small *as a whole* (after BatchNorm, a weig
 its filter's sensitivity shrinks roughly like 1/fan-in), that layer loses most of its weights
 whatever their merit; global magnitude pruning ranks |w|, whose scale Adam's steps make far less
 dependent on the layer. The tables and figures here show the allocation each method ends with;
-the allocation-swap ablation (:mod:`cutlib.methods.allocation_swap`) tests whether it explains the
+the allocation-swap ablation (:mod:`cutlib.methods.swap`) tests whether it explains the
 results.
 
 A run's ``metrics.json`` carries ``layers``: parameter name → ``[kept, weights]``

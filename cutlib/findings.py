@@ -17,11 +17,11 @@ import pandas as pd
 from cutlib.allocation import CHECK_SPARSITY
 from cutlib.comparison import DELTA, paired_differences
 from cutlib.methods import CONTROL, get_method
-from cutlib.methods.allocation_swap import SWAP_MAGNITUDE, SWAP_TAYLOR
 from cutlib.methods.cut import NAME as CUT
 from cutlib.methods.disparse_pt import NAME as DISPARSE_PT
 from cutlib.methods.disparse_pt import DisparsePtOptions
 from cutlib.methods.magnitude import METHOD as MAGNITUDE_METHOD
+from cutlib.methods.swap import SWAP_MAGNITUDE, SWAP_TAYLOR
 from cutlib.profiles import Profile
 from cutlib.significance import mean_ci, verdict_of
 

@@ -31,7 +31,7 @@ from cutlib.tasks import TaskSpec
 from cutlib.train import TrainConfig, TrainResult
 
 #: Every method that prunes weights (the registry's; channel pruning is tested on its own).
-PRUNING = [name for name, m in METHODS.items() if m.trains and m.sparsity == "weights"]
+PRUNING = [n for n, m in METHODS.items() if m.trains and m.prunes and m.sparsity == "weights"]
 #: The methods that train in rounds or from scratch, where the protocol changes the budget.
 PROTOCOL_BOUND = [name for name, m in METHODS.items() if not m.protocol_free]
 TASKS = ("seg", "depth")

@@ -53,11 +53,11 @@ def test_submitit_jobs_give_the_local_grid_table(
     monkeypatch.setenv("CUTLIB_RESULTS", str(tmp_path / "jobs"))
     runner = SubmititRunner(ClusterSettings(gpus_per_task=0, time_minutes=5), cluster="local")
     made = run_grid(cells, threads=1, device="cpu", progress=False, runner=runner)
-    assert len(made) == 3 and not pending_runs(cells)
+    assert len(made) == 4 and not pending_runs(cells)  # pre-training, dense, control, magnitude
     _, jobs = write_runs_table(cells)
     assert jobs.read_bytes() == local.read_bytes()
     assert log_folder() == tmp_path / "jobs" / "submitit"
-    assert len(list(log_folder().glob("*_log.out"))) == 3  # one job per run
+    assert len(list(log_folder().glob("*_log.out"))) == 4  # one job per run
 
 
 def _resources(*options: str) -> ClusterSettings:

@@ -387,7 +387,11 @@ def test_compact_before_finetuning_is_what_the_cut_run_started_from(
     details = cut_smoke.record.metrics["details"]
     kappa, metrics = compact_before_finetuning("synth-nyuv2", "smoke", ("seg", "depth"), 0.9)
     assert kappa == details["keep_ratio"]
-    assert metrics == details["metrics_before_finetune"]
+    assert metrics == details["metrics_before_finetune_bn"]  # BatchNorm re-estimated, by default
+    _, stale = compact_before_finetuning(
+        "synth-nyuv2", "smoke", ("seg", "depth"), 0.9, reestimate_batchnorm=False
+    )
+    assert stale == details["metrics_before_finetune"] != metrics
     union_kappa, _ = compact_before_finetuning(
         "synth-nyuv2", "smoke", ("seg", "depth"), 0.9, fusion="union"
     )

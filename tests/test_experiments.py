@@ -37,6 +37,7 @@ def test_dense_run_writes_the_contract_files(tmp_path: Path) -> None:
         "seed",
         "sparsity",
         "params",
+        "layers",
         "metrics",
         "reference",
         "delta_mtl",

@@ -73,7 +73,7 @@ def test_a_method_registered_in_a_test_runs_through_run_and_the_grid(
     assert sorted(c.config.protocol for c in toys) == ["fair", "paper"]
     run_grid(cells, progress=False)
     table = collect(cells)
-    assert set(table["method"]) == {"dense", TOY}
+    assert set(table["method"]) == {"dense", "control", TOY}
     for cell in toys:
         record = run(cell.config, progress=False).metrics
         steps = record["details"]["training"]["iterations"]

@@ -14,7 +14,6 @@ import importlib
 import pkgutil
 
 from cutlib.methods.context import MethodResult, RunContext
-from cutlib.methods.control import CONTROL
 from cutlib.methods.dense import DENSE, pretrain
 from cutlib.methods.registry import (
     DEFAULT_PROTOCOL,
@@ -45,3 +44,6 @@ __all__ = [
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"{__name__}.{_module}")
+
+#: The control's method name (:mod:`cutlib.methods.control`), for the modules that compare with it.
+CONTROL: str = importlib.import_module(f"{__name__}.control").CONTROL
