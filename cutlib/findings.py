@@ -443,3 +443,21 @@ def rerun_summary(differences: pd.DataFrame) -> pd.DataFrame:
     gap = (unique["rerun"] - unique["record"]).abs()
     table = unique.assign(gap=gap).groupby(["method", "options"], sort=True)["gap"]
     return table.agg(runs="count", mean="mean", largest="max").reset_index()
+
+
+def with_reruns(runs: pd.DataFrame, reruns: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (the tidy table) with the Δ_MTL of every re-run cell (:func:`cutlib.grid.
+    rerun_differences`) replaced by its re-run's: where a study's records come from another
+    machine than its later runs, comparing the later runs with the re-runs pairs runs made on
+    one machine from one pre-trained model per seed."""
+    if reruns.empty:
+        return runs
+    keys = ["dataset", "tasks", "method", "options", "protocol", "sparsity", "seed"]
+    rerun = reruns.drop_duplicates(keys).set_index(keys)["rerun"]
+    delta = (runs["task"] == DELTA[0]) & (runs["metric"] == DELTA[1])
+    index = pd.MultiIndex.from_frame(runs.loc[delta, keys])
+    replaced = rerun.reindex(index).to_numpy()
+    values = runs.loc[delta, "value"].to_numpy()
+    runs = runs.copy()
+    runs.loc[delta, "value"] = np.where(np.isnan(replaced), values, replaced)
+    return runs

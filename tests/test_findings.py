@@ -88,3 +88,17 @@ def test_twin_sentence_and_verdicts_by_setting() -> None:
     assert (
         text == "cut vs magnitude: **undecided** at d a+b (90 %); **does not hold** at d a+b (95 %)"
     )
+
+
+def test_with_reruns_replaces_only_the_rerun_cells() -> None:
+    runs = _runs({("cut", 0.9, ""): [1.0, 2.0], ("magnitude", 0.9, ""): [3.0, 4.0]})
+    reruns = pd.DataFrame(
+        [
+            {"dataset": "d", "tasks": "a+b", "method": "cut", "options": "", "protocol": "fair"}
+            | {"sparsity": 0.9, "seed": 1, "record": 2.0, "rerun": 2.5}
+        ]
+    )
+    replaced = findings.with_reruns(runs, reruns)
+    assert list(replaced["value"]) == [1.0, 2.5, 3.0, 4.0]
+    assert list(runs["value"]) == [1.0, 2.0, 3.0, 4.0]  # the input is not changed
+    assert findings.with_reruns(runs, reruns.iloc[:0]) is runs
