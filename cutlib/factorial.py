@@ -25,6 +25,8 @@ tasks the intersection is the vote itself, so two-task factorials have two level
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -93,8 +95,13 @@ def factorial_values(runs: pd.DataFrame, dataset: str, tasks: str) -> pd.DataFra
     return frame[levels.isin(wanted)].drop_duplicates(["criterion", "fusion", "sparsity", "seed"])
 
 
-def factorial_table(values: pd.DataFrame) -> pd.DataFrame:
-    """Per (sparsity, criterion, fusion): seeds, mean Δ_MTL and its 95 % interval."""
+def factorial_table(
+    values: pd.DataFrame, control: Mapping[int, float] | None = None
+) -> pd.DataFrame:
+    """Per (sparsity, criterion, fusion): seeds, mean Δ_MTL and its 95 % interval; with
+    ``control`` (seed → the control's Δ_MTL, :mod:`cutlib.methods.control`), also each cell minus
+    the control, paired by seed (``minus control``): a cell above the dense model may only have
+    trained more."""
     rows = []
     for (sparsity, criterion, fusion), block in values.groupby(["sparsity", *FACTORS], sort=True):
         estimate = mean_ci(list(block["value"]))
@@ -102,6 +109,9 @@ def factorial_table(values: pd.DataFrame) -> pd.DataFrame:
             {"sparsity": sparsity, "criterion": criterion, "fusion": fusion, "seeds": estimate.n}
             | {"Δ_MTL": estimate.mean, "low": estimate.low, "high": estimate.high}
         )
+        if control:
+            paired = [v - control[s] for s, v in zip(block["seed"], block["value"], strict=True)]
+            rows[-1]["minus control"] = mean_ci(paired).mean
     return pd.DataFrame(rows)
 
 
