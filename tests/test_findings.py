@@ -102,3 +102,30 @@ def test_with_reruns_replaces_only_the_rerun_cells() -> None:
     assert list(replaced["value"]) == [1.0, 2.5, 3.0, 4.0]
     assert list(runs["value"]) == [1.0, 2.0, 3.0, 4.0]  # the input is not changed
     assert findings.with_reruns(runs, reruns.iloc[:0]) is runs
+
+
+def _before(values: dict[tuple[str, float], tuple[float, float]]) -> pd.DataFrame:
+    """Tidy before-fine-tuning rows: (method, sparsity) -> (stale, recalibrated), one seed."""
+    rows = []
+    for (method, sparsity), pair in values.items():
+        for statistics, value in zip(("stale", "recalibrated"), pair, strict=True):
+            rows.append(
+                {"dataset": "d", "tasks": "a+b", "method": method, "options": ""}
+                | {"protocol": "fair", "sparsity": sparsity, "seed": 0}
+                | {"statistics": statistics, "value": value}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_before_sentence_holds_only_where_every_setting_rises() -> None:
+    raised = _before({("cut", 0.9): (-70.0, -20.0), ("magnitude", 0.95): (-60.0, -30.0)})
+    sentence = findings.before_sentence(raised)
+    assert "in 2 of 2 settings" in sentence and "**holds**" in sentence
+    assert "not raised" not in sentence
+    mixed = _before(
+        {("cut", 0.9): (-70.0, -20.0), ("cut", 0.98): (-50.0, -80.0), ("magnitude", 0.9): (-1, -2)}
+        | {("cut", 0.5): (-9.0, -99.0)}  # below 90 %: not judged
+    )
+    sentence = findings.before_sentence(mixed)
+    assert "in 1 of 3 settings" in sentence and "**does not hold**" in sentence
+    assert "not raised for cut in 1 (at 98%), magnitude in 1 (at 90%)" in sentence
