@@ -397,12 +397,19 @@ def scoring_sentence(table: pd.DataFrame) -> str:
 def control_verdict(summary: pd.DataFrame) -> str:
     """Hypothesis 1: the control lies within its interval of the dense model on every selection
     (:func:`control_summary`)."""
-    within = summary["against dense"] == "within"
-    judged = (summary["against dense"] != "single seed").all()
+    places = summary["against dense"]
+    within = places == "within"
+    judged = (places != "single seed").all()
     verdict = ("holds" if within.all() else "does not hold") if judged else "not judged (one seed)"
+    outside = "".join(
+        f", {where} it on {int((places == where).sum())}"
+        for where in ("above", "below")
+        if (places == where).any()
+    )
     return (
         f"The control is within its interval of the dense model on {int(within.sum())} of "
-        f'{len(summary)} selections: "fine-tuning alone earns nothing" **{verdict}**.'
+        f"{len(summary)} selections{outside}: "
+        f'"fine-tuning alone neither earns nor costs anything" **{verdict}**.'
     )
 
 

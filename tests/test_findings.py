@@ -32,6 +32,19 @@ def test_control_summary_places_the_control_against_the_dense_model() -> None:
     assert "d a+b: +2.10 [" in text and "(within)" in text
 
 
+def test_control_verdict_holds_only_within_on_every_selection() -> None:
+    within = _runs({("control", 0.0, ""): [0.3, -0.2, 0.1]})
+    below = _runs({("control", 0.0, ""): [-0.3, -0.4, -0.35]}, tasks="c+d")
+    above = _runs({("control", 0.0, ""): [2.0, 2.2, 2.1]}, tasks="e+f")
+    assert "on 1 of 1 selections: " in findings.control_verdict(findings.control_summary(within))
+    assert "**holds**" in findings.control_verdict(findings.control_summary(within))
+    text = findings.control_verdict(findings.control_summary(pd.concat([within, below, above])))
+    assert "on 1 of 3 selections, above it on 1, below it on 1:" in text
+    assert "**does not hold**" in text
+    single = _runs({("control", 0.0, ""): [0.3]})
+    assert "not judged (one seed)" in findings.control_verdict(findings.control_summary(single))
+
+
 @pytest.mark.parametrize(
     ("cut", "taylor", "magnitude", "verdict"),
     [
