@@ -65,6 +65,21 @@ def control_summary(runs: pd.DataFrame, protocol: str = "fair") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def control_by_seed(
+    runs: pd.DataFrame, dataset: str, tasks: str, protocol: str = "fair"
+) -> dict[int, float]:
+    """The control's Δ_MTL per seed for one task selection (``protocol``'s cells), to pair a
+    table's cells with it by seed (:func:`cutlib.factorial.factorial_table`)."""
+    chosen = _delta_rows(runs)
+    chosen = chosen[
+        (chosen["dataset"] == dataset)
+        & (chosen["tasks"] == tasks)
+        & (chosen["method"] == CONTROL)
+        & (chosen["protocol"] == protocol)
+    ].drop_duplicates("seed")
+    return dict(zip(chosen["seed"].astype(int), chosen["value"], strict=True))
+
+
 def control_sentence(summary: pd.DataFrame) -> str:
     """The control in one sentence per selection (:func:`control_summary`)."""
     parts = []

@@ -32,6 +32,22 @@ def test_control_summary_places_the_control_against_the_dense_model() -> None:
     assert "d a+b: +2.10 [" in text and "(within)" in text
 
 
+def test_control_by_seed_reads_one_selection_and_protocol() -> None:
+    runs = pd.concat(
+        [
+            _runs({("control", 0.0, ""): [0.5, -0.5]}),
+            _runs({("control", 0.0, ""): [9.0, 9.0]}, tasks="c+d"),
+            _runs({("cut", 0.9, ""): [-3.0, -4.0]}),
+            _runs({("control", 0.0, ""): [0.5, -0.5]}),  # the same cell in another block
+        ]
+    )
+    paper = _runs({("control", 0.0, ""): [7.0, 7.0]}).assign(protocol="paper")
+    both = pd.concat([runs, paper])
+    assert findings.control_by_seed(both, "d", "a+b") == {0: 0.5, 1: -0.5}
+    assert findings.control_by_seed(both, "d", "a+b", "paper") == {0: 7.0, 1: 7.0}
+    assert findings.control_by_seed(both, "d", "e+f") == {}
+
+
 def test_control_verdict_holds_only_within_on_every_selection() -> None:
     within = _runs({("control", 0.0, ""): [0.3, -0.2, 0.1]})
     below = _runs({("control", 0.0, ""): [-0.3, -0.4, -0.35]}, tasks="c+d")
